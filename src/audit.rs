@@ -1,0 +1,365 @@
+//! The audit log: one JSON line per screened invite, in every mode, written by one task
+//! so lines never interleave. Senders wait when the queue is full (backpressure) rather
+//! than drop a record.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::config::AuditTarget;
+use crate::facts::Facts;
+use crate::rules::{Action, Reason};
+
+/// Records waiting to be written; a burst larger than this makes screening wait.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// What happened to an invite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Graph accepted the reject.
+    Rejected,
+    /// A reject decision that was only recorded (dry-run or a rule in audit mode).
+    WouldReject,
+    Allowed,
+    /// Graph refused the reject, or it could not be sent.
+    Failed,
+    /// The answer deadline passed before Graph accepted the reject.
+    Expired,
+    /// The call was already screened; nothing was sent again.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Rejected => "rejected",
+            Outcome::WouldReject => "would_reject",
+            Outcome::Allowed => "allowed",
+            Outcome::Failed => "failed",
+            Outcome::Expired => "expired",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditCaller {
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub tenant: Option<String>,
+}
+
+/// One line of the audit log. Field names are part of the public contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339, UTC.
+    pub ts: String,
+    pub call_id: String,
+    pub action: Action,
+    pub rule: Option<String>,
+    pub reason: Option<Reason>,
+    pub callback_uri: Option<String>,
+    /// `enforce`, `dry-run` or `audit` (a rule in audit mode decided).
+    pub mode: &'static str,
+    pub outcome: Outcome,
+    pub graph_status: Option<u16>,
+    pub caller: AuditCaller,
+    pub region: Option<String>,
+    pub modalities: Vec<String>,
+    pub rules_version: String,
+    /// Milliseconds from receipt of the notification to the final outcome.
+    pub latency_ms: u64,
+    /// Why a reject failed or expired; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub tenant: Option<String>,
+    pub call_chain_id: Option<String>,
+}
+
+impl AuditCaller {
+    pub fn from_facts(facts: &Facts) -> AuditCaller {
+        AuditCaller {
+            kind: facts.caller.kind.clone(),
+            id: facts.caller.id.clone(),
+            name: facts.caller.name.clone(),
+            phone: facts.caller.phone.clone(),
+            tenant: facts.caller.tenant.clone(),
+        }
+    }
+}
+
+/// Health of the writer, read by `/readyz`.
+#[derive(Debug, Default)]
+pub struct AuditHealth {
+    failing: AtomicBool,
+    write_errors: AtomicU64,
+    written: AtomicU64,
+}
+
+impl AuditHealth {
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// The sending side of the audit log; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    sender: mpsc::Sender<AuditRecord>,
+    reopen: Arc<Notify>,
+    health: Arc<AuditHealth>,
+}
+
+impl AuditLog {
+    /// Opens the target and starts the writer task. The task ends once every [`AuditLog`]
+    /// clone is dropped and the queue is written out.
+    pub async fn start(target: AuditTarget) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
+        let output = Output::open(&target).await?;
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let reopen = Arc::new(Notify::new());
+        let health = Arc::new(AuditHealth::default());
+        let writer = Writer {
+            target,
+            output,
+            receiver,
+            reopen: reopen.clone(),
+            health: health.clone(),
+        };
+        let task = tokio::spawn(writer.run());
+        Ok((
+            AuditLog {
+                sender,
+                reopen,
+                health,
+            },
+            task,
+        ))
+    }
+
+    /// Queues a record, waiting while the queue is full.
+    pub async fn record(&self, record: AuditRecord) {
+        if let Err(error) = self.sender.send(record).await {
+            // Only possible if the writer task died; say so loudly with the record itself.
+            tracing::error!(call_id = %error.0.call_id, "audit writer is gone, record lost");
+        }
+    }
+
+    /// Reopens the file on the next write: logrotate renamed it and sent SIGHUP.
+    pub fn reopen(&self) {
+        self.reopen.notify_one();
+    }
+
+    pub fn health(&self) -> &AuditHealth {
+        &self.health
+    }
+}
+
+enum Output {
+    Stdout(tokio::io::Stdout),
+    File(tokio::fs::File),
+}
+
+impl Output {
+    async fn open(target: &AuditTarget) -> std::io::Result<Output> {
+        match target {
+            AuditTarget::Stdout => Ok(Output::Stdout(tokio::io::stdout())),
+            AuditTarget::File(path) => {
+                let file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await?;
+                Ok(Output::File(file))
+            }
+        }
+    }
+
+    fn writer(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+        match self {
+            Output::Stdout(stdout) => stdout,
+            Output::File(file) => file,
+        }
+    }
+}
+
+struct Writer {
+    target: AuditTarget,
+    output: Output,
+    receiver: mpsc::Receiver<AuditRecord>,
+    reopen: Arc<Notify>,
+    health: Arc<AuditHealth>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let mut buffer = Vec::with_capacity(64 * 1024);
+        loop {
+            let first = tokio::select! {
+                biased;
+                record = self.receiver.recv() => record,
+                () = self.reopen.notified() => {
+                    self.reopen_output().await;
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+
+            // Write whatever else is already queued in the same write and flush once.
+            let mut count = 0u64;
+            let mut next = Some(first);
+            while let Some(record) = next {
+                serde_json::to_writer(&mut buffer, &record).expect("audit records serialise");
+                buffer.push(b'\n');
+                count += 1;
+                next = if buffer.len() < 256 * 1024 {
+                    self.receiver.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            self.write(&buffer, count).await;
+            buffer.clear();
+        }
+        tracing::debug!("audit writer finished");
+    }
+
+    async fn write(&mut self, bytes: &[u8], count: u64) {
+        // One retry after reopening covers a file removed or rotated under us.
+        for attempt in 0..2 {
+            let writer = self.output.writer();
+            let result = async {
+                writer.write_all(bytes).await?;
+                writer.flush().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    self.health.written.fetch_add(count, Ordering::Relaxed);
+                    if self.health.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("audit log writable again");
+                    }
+                    return;
+                }
+                Err(error) if attempt == 0 => {
+                    tracing::warn!(%error, "audit write failed, reopening");
+                    self.reopen_output().await;
+                }
+                Err(error) => {
+                    self.health.failing.store(true, Ordering::Relaxed);
+                    self.health.write_errors.fetch_add(count, Ordering::Relaxed);
+                    tracing::error!(%error, records = count, "audit records could not be written");
+                }
+            }
+        }
+    }
+
+    async fn reopen_output(&mut self) {
+        if let AuditTarget::File(path) = &self.target {
+            match Output::open(&self.target).await {
+                Ok(output) => {
+                    self.output = output;
+                    tracing::info!(path = %path.display(), "audit log reopened");
+                }
+                Err(error) => {
+                    self.health.failing.store(true, Ordering::Relaxed);
+                    tracing::error!(path = %path.display(), %error, "cannot reopen the audit log");
+                }
+            }
+        }
+    }
+}
+
+/// The current time in RFC 3339 (UTC, millisecond precision).
+pub fn now_rfc3339() -> String {
+    let now = jiff::Timestamp::now();
+    format!("{:.3}", now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(call_id: &str) -> AuditRecord {
+        AuditRecord {
+            ts: now_rfc3339(),
+            call_id: call_id.into(),
+            action: Action::Reject,
+            rule: Some("no-anonymous".into()),
+            reason: Some(Reason::Busy),
+            callback_uri: None,
+            mode: "dry-run",
+            outcome: Outcome::WouldReject,
+            graph_status: None,
+            caller: AuditCaller {
+                kind: "anonymous".into(),
+                id: None,
+                name: Some("Anonymous".into()),
+                phone: None,
+                tenant: None,
+            },
+            region: Some("amer".into()),
+            modalities: vec!["audio".into()],
+            rules_version: "0123456789ab".into(),
+            latency_ms: 3,
+            error: None,
+            tenant: None,
+            call_chain_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_written_as_json_lines_and_survive_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()))
+            .await
+            .unwrap();
+        log.record(record("call-1")).await;
+        // Wait for the first line, then rotate the file away as logrotate would.
+        for _ in 0..100 {
+            if log.health().written() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
+        log.reopen();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        log.record(record("call-2")).await;
+        drop(log);
+        task.await.unwrap();
+
+        let rotated = std::fs::read_to_string(dir.path().join("audit.jsonl.1")).unwrap();
+        let current = std::fs::read_to_string(&path).unwrap();
+        let first: serde_json::Value = serde_json::from_str(rotated.trim()).unwrap();
+        let second: serde_json::Value = serde_json::from_str(current.trim()).unwrap();
+        assert_eq!(first["call_id"], "call-1");
+        assert_eq!(first["outcome"], "would_reject");
+        assert_eq!(first["reason"], "busy");
+        assert_eq!(first["caller"]["kind"], "anonymous");
+        assert!(first.get("error").is_none());
+        assert_eq!(second["call_id"], "call-2");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let ts = now_rfc3339();
+        assert!(ts.ends_with('Z'), "{ts}");
+        assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{ts}");
+    }
+}

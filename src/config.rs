@@ -1,0 +1,536 @@
+//! Daemon configuration: the TOML file as written ([`RawConfig`]) and the validated
+//! [`Config`] the daemon runs on. Every key has a default, so no file at all is a valid
+//! configuration: loopback listener, `./rules`, dry-run, audit to stdout, no network.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Where the secret is looked up when `client_secret_file` is not set: the file systemd
+/// creates for `LoadCredential=client-secret:…`.
+const CREDENTIAL_NAME: &str = "client-secret";
+/// The environment variable that may carry the client secret.
+pub const SECRET_ENV: &str = "CALLSCREEN_CLIENT_SECRET";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {key} = {value:?}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("enforce mode needs Graph credentials: {0}")]
+    MissingCredentials(String),
+    #[error("cannot read the client secret from {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The config file as written; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    listen: Option<String>,
+    notification_path: Option<String>,
+    rules: Option<PathBuf>,
+    mode: Option<String>,
+    answer_deadline: Option<String>,
+    max_body: Option<String>,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    graph: RawGraph,
+    #[serde(default)]
+    inbound: RawInbound,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGraph {
+    base_url: Option<String>,
+    token_url: Option<String>,
+    scope: Option<String>,
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    default_callback_uri: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    auth: Option<String>,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub rules: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub dry_run: bool,
+}
+
+/// A client secret. Its `Debug` and `Display` never show the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// What is needed to obtain a Graph token (client credentials grant).
+#[derive(Debug, Clone)]
+pub struct GraphCredentials {
+    pub token_url: Url,
+    pub scope: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+/// Enforce mode carries its credentials, so enforce without them cannot be represented.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    DryRun,
+    Enforce(GraphCredentials),
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Enforce(_) => "enforce",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub notification_path: String,
+    pub rules: PathBuf,
+    pub mode: Mode,
+    pub answer_deadline: Duration,
+    pub max_body: usize,
+    pub audit: AuditTarget,
+    /// Graph's API root, e.g. `https://graph.microsoft.com/v1.0`, without a trailing `/`.
+    pub graph_base_url: Url,
+    pub default_callback_uri: Option<String>,
+}
+
+impl Config {
+    /// Reads `path` (when given), applies `overrides` and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (raw, base_dir) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let raw =
+                    toml::from_str::<RawConfig>(&text).map_err(|error| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: one_line(&error),
+                    })?;
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (raw, dir)
+            }
+            None => (RawConfig::default(), PathBuf::new()),
+        };
+        Config::from_raw(raw, &base_dir, overrides, &SecretSources::from_process())
+    }
+
+    /// Validates `raw`; relative paths resolve against `base_dir` (the config's folder).
+    pub fn from_raw(
+        raw: RawConfig,
+        base_dir: &Path,
+        overrides: &Overrides,
+        secrets: &SecretSources,
+    ) -> Result<Config, ConfigError> {
+        let listen_text = overrides
+            .listen
+            .clone()
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = listen_text
+            .parse()
+            .map_err(|error: std::net::AddrParseError| {
+                invalid("listen", &listen_text, error.to_string())
+            })?;
+
+        let notification_path = raw
+            .notification_path
+            .unwrap_or_else(|| "/api/calls".to_owned());
+        if !notification_path.starts_with('/') {
+            return Err(invalid(
+                "notification_path",
+                &notification_path,
+                "must start with /",
+            ));
+        }
+
+        // A --rules flag is relative to the working directory; the file's key to the file.
+        let rules = match overrides.rules.clone() {
+            Some(rules) => rules,
+            None => base_dir.join(raw.rules.unwrap_or_else(|| PathBuf::from("rules"))),
+        };
+
+        let deadline_text = raw.answer_deadline.unwrap_or_else(|| "15s".to_owned());
+        let answer_deadline = humantime::parse_duration(&deadline_text)
+            .map_err(|error| invalid("answer_deadline", &deadline_text, error.to_string()))?;
+        if answer_deadline.is_zero() || answer_deadline > Duration::from_secs(60) {
+            return Err(invalid(
+                "answer_deadline",
+                &deadline_text,
+                "must be within 1ms..60s",
+            ));
+        }
+
+        let max_body_text = raw.max_body.unwrap_or_else(|| "1MiB".to_owned());
+        let max_body = max_body_text
+            .parse::<bytesize::ByteSize>()
+            .map_err(|error| invalid("max_body", &max_body_text, error))?
+            .as_u64();
+        if max_body == 0 || max_body > 64 * 1024 * 1024 {
+            return Err(invalid(
+                "max_body",
+                &max_body_text,
+                "must be within 1B..64MiB",
+            ));
+        }
+
+        let audit = match raw.audit.path {
+            None => AuditTarget::Stdout,
+            Some(path) if path.as_os_str() == "-" => AuditTarget::Stdout,
+            Some(path) => AuditTarget::File(base_dir.join(path)),
+        };
+
+        match raw.inbound.auth.as_deref() {
+            None | Some("off") => {}
+            Some(other) => {
+                return Err(invalid("inbound.auth", other, "only \"off\" is supported"));
+            }
+        }
+
+        let graph = raw.graph;
+        let base_text = graph
+            .base_url
+            .unwrap_or_else(|| "https://graph.microsoft.com/v1.0".to_owned());
+        let graph_base_url = parse_http_url("graph.base_url", base_text.trim_end_matches('/'))?;
+
+        let default_callback_uri = match graph.default_callback_uri {
+            Some(uri) => {
+                let parsed = Url::parse(&uri)
+                    .map_err(|error| invalid("graph.default_callback_uri", &uri, error))?;
+                if parsed.scheme() != "https" || parsed.host_str().is_none() {
+                    return Err(invalid("graph.default_callback_uri", &uri, "must be https"));
+                }
+                Some(uri)
+            }
+            None => None,
+        };
+
+        let mode_text = raw.mode.unwrap_or_else(|| "dry-run".to_owned());
+        let mode = match (mode_text.as_str(), overrides.dry_run) {
+            (_, true) | ("dry-run", _) => Mode::DryRun,
+            ("enforce", false) => {
+                let tenant_id = require(graph.tenant_id, "graph.tenant_id")?;
+                let client_id = require(graph.client_id, "graph.client_id")?;
+                let template = graph.token_url.unwrap_or_else(|| {
+                    "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token".to_owned()
+                });
+                let token_url = parse_http_url(
+                    "graph.token_url",
+                    &template.replace("{tenant_id}", &tenant_id),
+                )?;
+                let scope = graph
+                    .scope
+                    .unwrap_or_else(|| format!("{}/.default", origin_of(&graph_base_url)));
+                let secret_file = graph.client_secret_file.map(|file| base_dir.join(file));
+                let client_secret = secrets.find(secret_file.as_deref())?;
+                Mode::Enforce(GraphCredentials {
+                    token_url,
+                    scope,
+                    client_id,
+                    client_secret,
+                })
+            }
+            (other, false) => {
+                return Err(invalid(
+                    "mode",
+                    other,
+                    "expected \"dry-run\" or \"enforce\"",
+                ));
+            }
+        };
+
+        Ok(Config {
+            listen,
+            notification_path,
+            rules,
+            mode,
+            answer_deadline,
+            max_body: max_body as usize,
+            audit,
+            graph_base_url,
+            default_callback_uri,
+        })
+    }
+}
+
+/// Where a client secret may come from, in order: the configured file, the systemd
+/// credential, the environment. Kept as data so tests need not touch the process env.
+#[derive(Debug, Default, Clone)]
+pub struct SecretSources {
+    pub credentials_directory: Option<PathBuf>,
+    pub env_secret: Option<Secret>,
+}
+
+impl SecretSources {
+    pub fn from_process() -> SecretSources {
+        SecretSources {
+            credentials_directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+            env_secret: std::env::var(SECRET_ENV)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(Secret),
+        }
+    }
+
+    fn find(&self, configured_file: Option<&Path>) -> Result<Secret, ConfigError> {
+        if let Some(path) = configured_file {
+            return read_secret_file(path);
+        }
+        if let Some(dir) = &self.credentials_directory {
+            let path = dir.join(CREDENTIAL_NAME);
+            if path.exists() {
+                return read_secret_file(&path);
+            }
+        }
+        self.env_secret.clone().ok_or_else(|| {
+            ConfigError::MissingCredentials(format!(
+                "no client secret: set graph.client_secret_file, a systemd credential named \
+                 {CREDENTIAL_NAME}, or {SECRET_ENV}"
+            ))
+        })
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Secret {
+        path: path.to_owned(),
+        source,
+    })?;
+    let secret = text.trim().to_owned();
+    if secret.is_empty() {
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty");
+        return Err(ConfigError::Secret {
+            path: path.to_owned(),
+            source,
+        });
+    }
+    Ok(Secret(secret))
+}
+
+fn require(value: Option<String>, key: &'static str) -> Result<String, ConfigError> {
+    match value {
+        Some(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+        _ => Err(ConfigError::MissingCredentials(format!("{key} is not set"))),
+    }
+}
+
+fn parse_http_url(key: &'static str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|error| invalid(key, text, error))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(invalid(key, text, "must be an http(s) URL with a host"));
+    }
+    Ok(url)
+}
+
+fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+fn invalid(key: &'static str, value: &str, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn one_line(error: &toml::de::Error) -> String {
+    let location = error
+        .span()
+        .map(|span| format!("byte {}: ", span.start))
+        .unwrap_or_default();
+    format!("{location}{}", error.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_text(text: &str, secrets: &SecretSources) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).expect("test config parses");
+        Config::from_raw(
+            raw,
+            Path::new("/etc/callscreen"),
+            &Overrides::default(),
+            secrets,
+        )
+    }
+
+    #[test]
+    fn empty_config_is_loopback_dry_run_to_stdout() {
+        let config = from_text("", &SecretSources::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.notification_path, "/api/calls");
+        assert_eq!(config.rules, Path::new("/etc/callscreen/rules"));
+        assert!(matches!(config.mode, Mode::DryRun));
+        assert_eq!(config.answer_deadline, Duration::from_secs(15));
+        assert_eq!(config.max_body, 1024 * 1024);
+        assert_eq!(config.audit, AuditTarget::Stdout);
+        assert_eq!(
+            config.graph_base_url.as_str(),
+            "https://graph.microsoft.com/v1.0"
+        );
+    }
+
+    #[test]
+    fn enforce_without_credentials_is_an_error() {
+        let error = from_text("mode = \"enforce\"", &SecretSources::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "enforce mode needs Graph credentials: graph.tenant_id is not set"
+        );
+        let text = "mode = \"enforce\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\n";
+        let error = from_text(text, &SecretSources::default()).unwrap_err();
+        assert!(error.to_string().contains("no client secret"), "{error}");
+    }
+
+    #[test]
+    fn enforce_takes_the_secret_from_the_environment_and_fills_the_token_url() {
+        let secrets = SecretSources {
+            env_secret: Some(Secret::new("s3cret".into())),
+            ..Default::default()
+        };
+        let text = "mode = \"enforce\"\n[graph]\ntenant_id = \"contoso\"\nclient_id = \"app\"\n";
+        let config = from_text(text, &secrets).unwrap();
+        let Mode::Enforce(credentials) = config.mode else {
+            panic!("expected enforce")
+        };
+        assert_eq!(
+            credentials.token_url.as_str(),
+            "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
+        );
+        assert_eq!(credentials.scope, "https://graph.microsoft.com/.default");
+        assert_eq!(credentials.client_secret.expose(), "s3cret");
+        assert_eq!(format!("{:?}", credentials.client_secret), "[redacted]");
+    }
+
+    #[test]
+    fn systemd_credential_wins_over_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("client-secret"), "from-credential\n").unwrap();
+        let secrets = SecretSources {
+            credentials_directory: Some(dir.path().to_owned()),
+            env_secret: Some(Secret::new("from-env".into())),
+        };
+        let text = "mode = \"enforce\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\n";
+        let Mode::Enforce(credentials) = from_text(text, &secrets).unwrap().mode else {
+            panic!("expected enforce")
+        };
+        assert_eq!(credentials.client_secret.expose(), "from-credential");
+    }
+
+    #[test]
+    fn dry_run_flag_overrides_enforce() {
+        let raw: RawConfig = toml::from_str("mode = \"enforce\"").unwrap();
+        let overrides = Overrides {
+            dry_run: true,
+            ..Default::default()
+        };
+        let config =
+            Config::from_raw(raw, Path::new(""), &overrides, &SecretSources::default()).unwrap();
+        assert!(matches!(config.mode, Mode::DryRun));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("listen = \"localhost\"", "invalid listen"),
+            ("answer_deadline = \"soon\"", "invalid answer_deadline"),
+            ("answer_deadline = \"2m\"", "invalid answer_deadline"),
+            ("max_body = \"lots\"", "invalid max_body"),
+            ("mode = \"enforcing\"", "invalid mode"),
+            ("notification_path = \"api\"", "invalid notification_path"),
+            (
+                "[graph]\ndefault_callback_uri = \"http://bot/x\"",
+                "must be https",
+            ),
+            (
+                "[graph]\nbase_url = \"ftp://graph\"",
+                "invalid graph.base_url",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = from_text(text, &SecretSources::default())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<RawConfig>("listn = \"x\"").is_err());
+        assert!(toml::from_str::<RawConfig>("[graph]\nclient_secret = \"x\"").is_err());
+    }
+
+    #[test]
+    fn relative_audit_path_resolves_against_the_config_folder() {
+        let config = from_text("[audit]\npath = \"audit.jsonl\"", &SecretSources::default());
+        assert_eq!(
+            config.unwrap().audit,
+            AuditTarget::File(PathBuf::from("/etc/callscreen/audit.jsonl"))
+        );
+    }
+}

@@ -1,0 +1,402 @@
+//! The Graph client: a cached client-credentials token and `POST …/calls/{id}/reject`,
+//! each attempt bounded by the invite's answer deadline.
+
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::config::{GraphCredentials, Secret};
+use crate::rules::Reason;
+
+/// Everything but RFC 3986 unreserved characters is escaped, so a call id always stays one
+/// path segment whatever it contains (`/`, `?`, `#`, `%`, spaces, unicode).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A token is refreshed this long before Graph says it expires, so a reject never leaves
+/// with a token that dies in flight.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// Backoff between attempts after a transient failure; doubled each time, with jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("call id {0:?} cannot name a Graph resource")]
+    UnusableCallId(String),
+    #[error("token request failed: {0}")]
+    Token(String),
+    #[error("graph answered {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Status {
+        status: u16,
+        code: Option<String>,
+        request_id: Option<String>,
+    },
+    #[error("request to graph failed: {0}")]
+    Transport(String),
+    #[error("the answer deadline passed")]
+    Expired,
+}
+
+impl GraphError {
+    /// The HTTP status Graph answered, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GraphError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON body of a reject request, exactly as the Graph API documents it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectBody {
+    pub reason: Reason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_uri: Option<String>,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    secret: Secret,
+    refresh_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: Option<String>,
+}
+
+pub struct GraphClient {
+    http: reqwest::Client,
+    base_url: Url,
+    credentials: GraphCredentials,
+    /// Held across the token request so that concurrent rejects share one refresh.
+    token: Mutex<Option<CachedToken>>,
+}
+
+impl GraphClient {
+    pub fn new(base_url: Url, credentials: GraphCredentials) -> Result<GraphClient, GraphError> {
+        // reqwest is built without a bundled crypto provider; ring is ours. A second
+        // install (another client in the same process) is harmless and ignored.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("callscreen/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| GraphError::Transport(error.to_string()))?;
+        Ok(GraphClient {
+            http,
+            base_url,
+            credentials,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The reject URL for `call_id`: the id is one percent-encoded path segment. Ids that
+    /// are empty or dot segments would change the path after URL normalisation, so they are
+    /// refused rather than sent.
+    pub fn reject_url(&self, call_id: &str) -> Result<Url, GraphError> {
+        reject_url(&self.base_url, call_id)
+    }
+
+    /// Fetches a token now unless a fresh one is cached; used to warm the cache at start.
+    pub async fn ensure_token(&self, deadline: Instant) -> Result<(), GraphError> {
+        self.token(deadline, false).await.map(|_| ())
+    }
+
+    async fn token(&self, deadline: Instant, force: bool) -> Result<Secret, GraphError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref()
+            && !force
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.secret.clone());
+        }
+        let form = [
+            ("client_id", self.credentials.client_id.as_str()),
+            ("scope", self.credentials.scope.as_str()),
+            ("client_secret", self.credentials.client_secret.expose()),
+            ("grant_type", "client_credentials"),
+        ];
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let request = self
+            .http
+            .post(self.credentials.token_url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send();
+        let response = tokio::time::timeout_at(deadline, request)
+            .await
+            .map_err(|_| GraphError::Expired)?
+            .map_err(|error| GraphError::Token(describe_transport(&error)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(GraphError::Token(format!(
+                "token endpoint answered {}",
+                status.as_u16()
+            )));
+        }
+        let parsed: TokenResponse = tokio::time::timeout_at(deadline, response.json())
+            .await
+            .map_err(|_| GraphError::Expired)?
+            .map_err(|_| GraphError::Token("token response is not the expected JSON".into()))?;
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3599));
+        // Short-lived tokens (tests, odd tenants) are refreshed at half their life.
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        let token = CachedToken {
+            secret: Secret::new(parsed.access_token),
+            refresh_at: Instant::now() + lifetime - margin,
+        };
+        *cached = Some(token.clone());
+        tracing::info!(expires_in_s = lifetime.as_secs(), "graph token refreshed");
+        Ok(token.secret)
+    }
+
+    /// Rejects the call. Retries transient failures (transport errors, 429, 5xx) with
+    /// jittered exponential backoff, honouring `Retry-After`; refreshes the token once on
+    /// 401; gives up with [`GraphError::Expired`] when the next attempt cannot finish before
+    /// `deadline`. Returns the status of the accepted request (202).
+    pub async fn reject(
+        &self,
+        call_id: &str,
+        body: &RejectBody,
+        deadline: Instant,
+    ) -> Result<u16, GraphError> {
+        let url = self.reject_url(call_id)?;
+        let payload = serde_json::to_vec(body).expect("reject body always serialises");
+        let mut backoff = FIRST_BACKOFF;
+        let mut refreshed = false;
+        let mut force_refresh = false;
+        loop {
+            let token = self.token(deadline, force_refresh).await?;
+            force_refresh = false;
+            let request = self
+                .http
+                .post(url.clone())
+                .bearer_auth(token.expose())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(payload.clone())
+                .send();
+            let retry_after = match tokio::time::timeout_at(deadline, request).await {
+                Err(_) => return Err(GraphError::Expired),
+                Ok(Err(error)) => {
+                    tracing::warn!(call_id, error = %describe_transport(&error), "reject failed");
+                    None
+                }
+                Ok(Ok(response)) => {
+                    let status = response.status().as_u16();
+                    if response.status().is_success() {
+                        return Ok(status);
+                    }
+                    let retry_after = parse_retry_after(response.headers());
+                    let request_id = header_text(response.headers(), "request-id");
+                    let code = tokio::time::timeout_at(deadline, response.bytes())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .and_then(|bytes| serde_json::from_slice::<ErrorBody>(&bytes).ok())
+                        .and_then(|body| body.error)
+                        .and_then(|detail| detail.code);
+                    tracing::warn!(
+                        call_id,
+                        status,
+                        code = code.as_deref(),
+                        request_id = request_id.as_deref(),
+                        "graph refused the reject"
+                    );
+                    match status {
+                        401 if !refreshed => {
+                            refreshed = true;
+                            force_refresh = true;
+                            continue;
+                        }
+                        429 | 500 | 502 | 503 | 504 => retry_after,
+                        _ => {
+                            return Err(GraphError::Status {
+                                status,
+                                code,
+                                request_id,
+                            });
+                        }
+                    }
+                }
+            };
+            let wait = retry_after.unwrap_or_else(|| jitter(backoff));
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            if Instant::now() + wait >= deadline {
+                return Err(GraphError::Expired);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Builds `{base}/communications/calls/{id}/reject` with the id as one encoded segment.
+pub fn reject_url(base: &Url, call_id: &str) -> Result<Url, GraphError> {
+    let unusable = call_id.is_empty() || call_id == "." || call_id == "..";
+    if unusable {
+        return Err(GraphError::UnusableCallId(call_id.to_owned()));
+    }
+    let segment = utf8_percent_encode(call_id, SEGMENT);
+    let text = format!(
+        "{}/communications/calls/{segment}/reject",
+        base.as_str().trim_end_matches('/')
+    );
+    Url::parse(&text).map_err(|_| GraphError::UnusableCallId(call_id.to_owned()))
+}
+
+fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = header_text(headers, "retry-after")?;
+    if let Ok(seconds) = text.trim().parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(text.trim()).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn header_text(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+fn jitter(base: Duration) -> Duration {
+    // Full jitter between half and the whole backoff keeps retries of many calls apart.
+    let half = base / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+/// Transport errors without the URL's query or any header: enough to act on, nothing secret.
+fn describe_transport(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "bad response body"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(error);
+    let mut detail = String::new();
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://graph.microsoft.com/v1.0").unwrap()
+    }
+
+    #[test]
+    fn call_ids_become_one_encoded_segment() {
+        let cases = [
+            (
+                "57dab8b1-894c-409a-b240-bd8beae78896",
+                "57dab8b1-894c-409a-b240-bd8beae78896",
+            ),
+            ("a/b", "a%2Fb"),
+            ("../../users", "..%2F..%2Fusers"),
+            ("x?y=1#z", "x%3Fy%3D1%23z"),
+            ("100%", "100%25"),
+            ("ca ll", "ca%20ll"),
+            ("appel-é", "appel-%C3%A9"),
+            ("...", "..."),
+        ];
+        for (id, segment) in cases {
+            let url = reject_url(&base(), id).unwrap();
+            assert_eq!(
+                url.as_str(),
+                format!("https://graph.microsoft.com/v1.0/communications/calls/{segment}/reject"),
+                "{id}"
+            );
+            assert_eq!(url.path_segments().unwrap().count(), 5, "{id}");
+        }
+    }
+
+    #[test]
+    fn empty_and_dot_ids_are_refused() {
+        for id in ["", ".", ".."] {
+            assert!(matches!(
+                reject_url(&base(), id),
+                Err(GraphError::UnusableCallId(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn reject_body_matches_the_documented_shape() {
+        let body = RejectBody {
+            reason: Reason::Busy,
+            callback_uri: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"reason":"busy"}"#
+        );
+        let body = RejectBody {
+            reason: Reason::Forbidden,
+            callback_uri: Some("https://bot.example.com/cb".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"reason":"forbidden","callbackUri":"https://bot.example.com/cb"}"#
+        );
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(3)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(5);
+        headers.insert(
+            "retry-after",
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let wait = parse_retry_after(&headers).unwrap();
+        assert!(
+            wait <= Duration::from_secs(5) && wait >= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+}

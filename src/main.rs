@@ -1,0 +1,20 @@
+//! The `callscreen` command: parse the command line, set up logging, run one command and
+//! turn its result into an exit status.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.log_format);
+    match cli::dispatch(args.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("callscreen: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

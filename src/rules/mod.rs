@@ -1,0 +1,81 @@
+//! The rule language: TOML files in a folder, compiled once into a [`RuleSet`] that
+//! evaluates [`Facts`] to a [`Decision`]. First matching rule wins; no match allows.
+
+mod compile;
+mod diag;
+mod matcher;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::Facts;
+
+pub use diag::Diagnostic;
+
+/// What a rule does to a matching call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Reject,
+}
+
+/// The reject reason sent to Graph, in the lowercase form Graph's examples use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    #[default]
+    None,
+    Busy,
+    Forbidden,
+}
+
+/// `enforce`: the decision is carried out. `audit`: a reject is only recorded
+/// (`would_reject`), never sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleMode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// The outcome of evaluating one invite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// The name of the rule that matched; `None` when no rule matched (default allow).
+    pub rule: Option<Arc<str>>,
+    pub reason: Reason,
+    /// The rule's `callback_uri`, if it set one.
+    pub callback_uri: Option<Arc<str>>,
+    pub mode: RuleMode,
+}
+
+impl Decision {
+    /// The decision when no rule matches.
+    pub fn default_allow() -> Decision {
+        Decision {
+            action: Action::Allow,
+            rule: None,
+            reason: Reason::None,
+            callback_uri: None,
+            mode: RuleMode::Enforce,
+        }
+    }
+}
+
+/// One rule file's text and the path it is reported under.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+pub use compile::{compile, load_dir};
+pub use matcher::RuleSet;
+
+#[allow(dead_code)]
+fn _assert_send_sync(_: &RuleSet, _: &Path, _: &Facts) {}

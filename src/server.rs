@@ -1,0 +1,268 @@
+//! The HTTP front: accepts Graph's notification POSTs, answers at once, and screens the
+//! invites in the background; plus `/healthz` and `/readyz`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::notification::{self, NotificationError};
+use crate::screen::Screener;
+
+/// A client gets this long to send its request headers, and again its body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections get this long to finish their current request at shutdown.
+const CONNECTION_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Server {
+    pub screener: Arc<Screener>,
+    pub notification_path: String,
+    pub max_body: usize,
+    /// Screenings still running; shutdown waits for them.
+    pub tracker: TaskTracker,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+impl Server {
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, lets open
+    /// requests finish, and waits up to `drain` for screenings already under way.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) {
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let server = self.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.route(request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(client.addr = %peer, %error, "connection ended with an error");
+                }
+            });
+        }
+
+        drop(listener);
+        tracing::info!("shutting down: no new connections");
+        if tokio::time::timeout(CONNECTION_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("open connections did not finish in time");
+        }
+        self.tracker.close();
+        if tokio::time::timeout(drain, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = self.tracker.len(),
+                "screenings still running at exit"
+            );
+        }
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> HttpResponse {
+        let path = request.uri().path();
+        if path == self.notification_path {
+            if request.method() != Method::POST {
+                let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("POST"));
+                return response;
+            }
+            return self.notification(request).await;
+        }
+        match (request.method(), path) {
+            (&Method::GET | &Method::HEAD, "/healthz") => json(StatusCode::OK, r#"{"ok":true}"#),
+            (&Method::GET | &Method::HEAD, "/readyz") => self.readiness(),
+            (_, "/healthz" | "/readyz") => {
+                let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                response
+            }
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    fn readiness(&self) -> HttpResponse {
+        let rules = self.screener.rules().load();
+        let audit_failing = self.screener.audit().health().is_failing();
+        let body = serde_json::json!({
+            "ready": !audit_failing,
+            "mode": self.screener.mode_name(),
+            "rules_version": rules.version(),
+            "rules": rules.len(),
+            "audit_ok": !audit_failing,
+        });
+        let status = if audit_failing {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        json(status, &body.to_string())
+    }
+
+    async fn notification(&self, request: Request<Incoming>) -> HttpResponse {
+        let received = Instant::now();
+        if !is_json(request.headers().get(CONTENT_TYPE)) {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected application/json",
+            );
+        }
+        // A declared length over the limit is refused before reading a byte.
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_body as u64) {
+            tracing::warn!(
+                declared,
+                limit = self.max_body,
+                "notification body too large"
+            );
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+
+        let body = Limited::new(request.into_body(), self.max_body);
+        let bytes = match tokio::time::timeout(READ_TIMEOUT, body.collect()).await {
+            Err(_) => {
+                tracing::warn!("notification body not received in time");
+                return error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
+            }
+            Ok(Err(failure)) if failure.downcast_ref::<LengthLimitError>().is_some() => {
+                tracing::warn!(limit = self.max_body, "notification body too large");
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            }
+            Ok(Err(failure)) => {
+                tracing::warn!(error = %failure, "notification body could not be read");
+                return error(StatusCode::BAD_REQUEST, "body could not be read");
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+
+        let parsed = match notification::parse(&bytes) {
+            Ok(parsed) => parsed,
+            Err(NotificationError::Legacy) => {
+                // Graph re-sends a legacy-format notification in Graph format after a 204.
+                tracing::info!("legacy notification format, asking for the Graph format");
+                return Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(Full::new(Bytes::new()))
+                    .expect("static response");
+            }
+            Err(failure) => {
+                tracing::warn!(error = %failure, bytes = bytes.len(), "bad notification");
+                return error(StatusCode::BAD_REQUEST, &failure.to_string());
+            }
+        };
+
+        for skipped in &parsed.skipped {
+            tracing::debug!(
+                index = skipped.index,
+                call_id = skipped.call_id.as_deref(),
+                change_type = skipped.change_type.as_deref(),
+                why = skipped.why.as_str(),
+                "notification not screened"
+            );
+        }
+        for facts in parsed.invites {
+            let screener = self.screener.clone();
+            self.tracker.spawn(async move {
+                screener.screen(facts, received).await;
+            });
+        }
+        json(StatusCode::ACCEPTED, r#"{"accepted":true}"#)
+    }
+}
+
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let media_type = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+}
+
+fn json(status: StatusCode, body: &str) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("static response")
+}
+
+/// Error bodies say what was wrong with the request, never anything internal.
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    json(status, &serde_json::json!({ "error": message }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        let accepted = [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ];
+        for value in accepted {
+            assert!(is_json(Some(&HeaderValue::from_static(value))), "{value}");
+        }
+        assert!(is_json(Some(&HeaderValue::from_static(
+            "application/vnd.api+json"
+        ))));
+        for value in ["text/plain", "application/x-www-form-urlencoded", "json"] {
+            assert!(!is_json(Some(&HeaderValue::from_static(value))), "{value}");
+        }
+        assert!(!is_json(None));
+    }
+}

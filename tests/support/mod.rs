@@ -1,0 +1,401 @@
+//! Test support: a fake Microsoft Graph (token endpoint + calls API) on 127.0.0.1, and a
+//! handle on the real `callscreen` binary with its output captured.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+pub const CLIENT_SECRET: &str = "test-client-secret-5f1e9a";
+pub const ACCESS_TOKEN: &str = "fake-access-token-7c2d";
+
+/// One request as the fake Graph received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+}
+
+/// How the fake answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn graph_error(status: u16, code: &str) -> Reply {
+        let body = serde_json::json!({
+            "error": { "code": code, "message": "fake", "innerError": { "request-id": "req-1" } }
+        });
+        Reply {
+            status,
+            headers: vec![("request-id", "req-1".into())],
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct FakeState {
+    received: Vec<Received>,
+    /// Replies for reject requests, used in order; 202 once empty.
+    reject_script: VecDeque<Reply>,
+    token_counter: u32,
+}
+
+/// A fake Graph: `POST /token` hands out tokens, `POST /v1.0/communications/calls/{id}/…`
+/// answers from a script (202 by default). Every request is recorded.
+pub struct FakeGraph {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl FakeGraph {
+    pub fn start() -> FakeGraph {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind fake graph");
+        let addr = listener.local_addr().unwrap();
+        let shared = state.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(answer(shared, request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeGraph {
+            addr,
+            state,
+            runtime,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1.0", self.addr)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("http://{}/{{tenant_id}}/oauth2/v2.0/token", self.addr)
+    }
+
+    pub fn script_rejects(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().reject_script.extend(replies);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    pub fn calls_requests(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path.contains("/communications/"))
+            .collect()
+    }
+
+    pub fn token_requests(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/token"))
+            .collect()
+    }
+}
+
+async fn answer(state: Arc<Mutex<FakeState>>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let received = Received {
+        method,
+        path: path.clone(),
+        headers,
+        body,
+    };
+
+    let reply = {
+        let mut state = state.lock().unwrap();
+        state.received.push(received);
+        if path.ends_with("/oauth2/v2.0/token") {
+            state.token_counter += 1;
+            let token = if state.token_counter == 1 {
+                ACCESS_TOKEN.to_owned()
+            } else {
+                format!("{ACCESS_TOKEN}-{}", state.token_counter)
+            };
+            let body = serde_json::json!({
+                "token_type": "Bearer", "expires_in": 3599, "access_token": token
+            });
+            Reply {
+                status: 200,
+                headers: Vec::new(),
+                body: body.to_string(),
+                delay: Duration::ZERO,
+            }
+        } else if path.contains("/communications/calls/") {
+            state
+                .reject_script
+                .pop_front()
+                .unwrap_or_else(|| Reply::status(202))
+        } else {
+            Reply::status(404)
+        }
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut builder = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        builder = builder.header(*name, value);
+    }
+    builder.body(Full::new(Bytes::from(reply.body))).unwrap()
+}
+
+/// Output captured from the daemon, appended to as it runs.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn drain(&self, stream: impl Read + Send + 'static) {
+        let captured = self.0.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                captured.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+    }
+}
+
+/// A running `callscreen run`; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the binary with `config` (a file inside `dir`) and waits until it listens.
+    pub fn start(dir: &Path, config: &Path) -> Daemon {
+        Daemon::start_with(dir, &["run", "--config", config.to_str().unwrap()])
+    }
+
+    pub fn start_with(dir: &Path, args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_callscreen"))
+            .args(args)
+            .current_dir(dir)
+            .env("CALLSCREEN_CLIENT_SECRET", CLIENT_SECRET)
+            .env("RUST_LOG", "debug")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start callscreen");
+        let stdout = Captured::default();
+        let stderr = Captured::default();
+        stdout.drain(child.stdout.take().unwrap());
+        stderr.drain(child.stderr.take().unwrap());
+        let addr = wait_for(Duration::from_secs(20), || {
+            let text = stderr.text();
+            let start = text.find("listen=")? + "listen=".len();
+            let end = text[start..].find(char::is_whitespace)? + start;
+            text[start..end].parse().ok()
+        })
+        .unwrap_or_else(|| panic!("daemon did not start; stderr:\n{}", stderr.text()));
+        Daemon {
+            child,
+            addr,
+            stdout,
+            stderr,
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]);
+        let status = { status }.status().expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a JSON-lines audit file (missing file = no records).
+pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Waits until the audit file holds `count` records, and returns them.
+pub fn wait_audit(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    wait_for(Duration::from_secs(20), || {
+        let records = audit_records(path);
+        (records.len() >= count).then_some(records)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "expected {count} audit records, got {:?}",
+            audit_records(path)
+        )
+    })
+}
+
+/// The example notification `name` from `examples/notifications/`.
+pub fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/notifications")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn example_names() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/notifications");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A blocking HTTP client for talking to the daemon.
+pub fn post_json(url: &str, body: &str) -> (u16, String) {
+    let response = http_client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .expect("POST to daemon");
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
