@@ -33,7 +33,7 @@ pub enum GraphError {
     UnusableCallId(String),
     #[error("token request failed: {0}")]
     Token(String),
-    #[error("graph answered {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    #[error("graph answered {status}{}", code_suffix(code))]
     Status {
         status: u16,
         code: Option<String>,
@@ -255,6 +255,12 @@ impl GraphClient {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_deref()
+        .map(|code| format!(" ({code})"))
+        .unwrap_or_default()
 }
 
 /// Builds `{base}/communications/calls/{id}/reject` with the id as one encoded segment.

@@ -61,7 +61,7 @@ pub fn watch(dir: &Path, events: mpsc::Sender<()>) -> notify::Result<notify::Rec
                 let _ = events.try_send(());
             }
             Err(error) => {
-                tracing::warn!(%error, "rules watcher error; reloading in case a change was missed");
+                tracing::warn!(%error, "rules watcher error; reloading in case of a missed change");
                 let _ = events.try_send(());
             }
         }

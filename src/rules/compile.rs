@@ -1,9 +1,483 @@
-//! stub
-use super::{Diagnostic, RuleSet, Source};
-use std::path::Path;
-pub fn compile(_sources: &[Source]) -> Result<RuleSet, Vec<Diagnostic>> {
-    Ok(RuleSet::empty())
+//! Rule files to a [`RuleSet`]: parse each file with spans kept, check every key and value,
+//! and either return the compiled set or every problem found, as `file:line:col: message`.
+//!
+//! Conditions (`[rule.when]`) are compiled in `when.rs`; this file handles files, folders,
+//! the rule table itself and the rule set's version.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diag::{LineIndex, did_you_mean};
+use super::matcher::{Condition, Rule, RuleSet};
+use super::{Action, Decision, Diagnostic, Reason, RuleMode, Source};
+
+/// Keys allowed at the top of a rule file. New sections (named lists, rule tests) get an
+/// entry here and an arm in [`Compiler::file`].
+const TOP_LEVEL_KEYS: &[&str] = &["rule"];
+
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "action",
+    "reason",
+    "callback_uri",
+    "enabled",
+    "mode",
+    "when",
+];
+
+const ACTIONS: &[(&str, Action)] = &[("reject", Action::Reject), ("allow", Action::Allow)];
+const REASONS: &[(&str, Reason)] = &[
+    ("none", Reason::None),
+    ("busy", Reason::Busy),
+    ("forbidden", Reason::Forbidden),
+];
+const MODES: &[(&str, RuleMode)] = &[("enforce", RuleMode::Enforce), ("audit", RuleMode::Audit)];
+
+/// Compiles rule files in the order given (callers sort them; [`load_dir`] sorts by name).
+///
+/// Every file is checked even after an error, so the result lists all problems at once. A
+/// file with TOML syntax errors reports only those: its half-parsed content would mostly
+/// produce misleading follow-up errors.
+pub fn compile(sources: &[Source]) -> Result<RuleSet, Vec<Diagnostic>> {
+    let mut compiler = Compiler::default();
+    for source in sources {
+        compiler.file(source);
+    }
+    if !compiler.diagnostics.is_empty() {
+        return Err(compiler.diagnostics);
+    }
+    Ok(RuleSet {
+        rules: compiler.rules,
+        version: version_of(sources),
+    })
 }
-pub fn load_dir(_dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
-    Ok(RuleSet::empty())
+
+/// Reads and compiles the `*.toml` files directly in `dir`, in byte order of their names.
+///
+/// Names starting with `.` (editor and VCS leftovers) and names ending in `.test.toml` are
+/// skipped. A missing or unreadable folder, or an unreadable file, is a diagnostic without
+/// a position; an empty folder gives an empty rule set, which allows every call.
+pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
+    let entries = fs::read_dir(dir).map_err(|err| {
+        let message = format!("cannot read rules folder: {}", io_message(&err));
+        vec![Diagnostic::without_position(dir, message)]
+    })?;
+
+    let mut diagnostics = Vec::new();
+    let mut names = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) if is_rule_file_name(&entry.file_name()) => names.push(entry.file_name()),
+            Ok(_) => {}
+            Err(err) => {
+                let message = format!("cannot read rules folder: {}", io_message(&err));
+                diagnostics.push(Diagnostic::without_position(dir, message));
+            }
+        }
+    }
+    names.sort();
+
+    let mut sources = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(name);
+        // `metadata` follows symlinks, so a folder of links to rule files works; a name
+        // like `old.toml/` that is a folder is not a rule file and is passed over.
+        match fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => continue,
+            _ => {}
+        }
+        match fs::read_to_string(&path) {
+            Ok(text) => sources.push(Source { path, text }),
+            Err(err) => {
+                let message = format!("cannot read rule file: {}", io_message(&err));
+                diagnostics.push(Diagnostic::without_position(&path, message));
+            }
+        }
+    }
+
+    match compile(&sources) {
+        Ok(set) if diagnostics.is_empty() => Ok(set),
+        Ok(_) => Err(diagnostics),
+        Err(more) => {
+            diagnostics.extend(more);
+            Err(diagnostics)
+        }
+    }
 }
+
+fn is_rule_file_name(name: &OsStr) -> bool {
+    let name = name.to_string_lossy();
+    !name.starts_with('.') && name.ends_with(".toml") && !name.ends_with(".test.toml")
+}
+
+/// An I/O error in the lowercase, one-line form diagnostics use.
+fn io_message(err: &io::Error) -> String {
+    if err.kind() == io::ErrorKind::InvalidData {
+        return "not valid UTF-8 text".to_owned();
+    }
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    lowercase_first(text)
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The first 12 hex digits of SHA-256 over each source's file name, a NUL and its text.
+///
+/// Only the file name counts, not the folder, so the same rules deployed at different
+/// paths share a version. TOML text cannot contain NUL, so the encoding is unambiguous.
+pub(crate) fn version_of(sources: &[Source]) -> String {
+    let mut hasher = Sha256::new();
+    for source in sources {
+        let name = source.path.file_name().unwrap_or(source.path.as_os_str());
+        hasher.update(name.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(source.text.as_bytes());
+    }
+    let mut version = hex::encode(hasher.finalize());
+    version.truncate(12);
+    version
+}
+
+/// Where a rule name was first defined, for the duplicate-name message.
+struct FirstDefinition {
+    path: PathBuf,
+    line: usize,
+}
+
+#[derive(Default)]
+struct Compiler {
+    rules: Vec<Rule>,
+    names: HashMap<Arc<str>, FirstDefinition>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// One file being compiled: its path, positions and the problems found in it so far.
+pub(crate) struct FileCx<'s> {
+    path: &'s Path,
+    index: LineIndex<'s>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'s> FileCx<'s> {
+    fn new(source: &'s Source) -> FileCx<'s> {
+        FileCx {
+            path: &source.path,
+            index: LineIndex::new(&source.text),
+            diagnostics: Vec::new(),
+        }
+    }
+
+    pub(crate) fn error(&mut self, span: Range<usize>, message: String) {
+        let position = self.index.span_start(&span);
+        self.diagnostics
+            .push(Diagnostic::new(self.path, position, message));
+    }
+
+    pub(crate) fn error_count(&self) -> usize {
+        self.diagnostics.len()
+    }
+}
+
+/// A table's entries in source order; the parser's map is sorted by key, and diagnostics
+/// and condition order should follow the file.
+pub(crate) type Entry<'a, 'i> = (&'a Spanned<Cow<'i, str>>, &'a Spanned<DeValue<'i>>);
+
+pub(crate) fn entries<'a, 'i>(table: &'a DeTable<'i>) -> Vec<Entry<'a, 'i>> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+}
+
+/// `string "x"` for strings (the offending value, quoted), the TOML type name otherwise.
+pub(crate) fn describe(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::String(text) => format!("string {text:?}"),
+        other => other.type_str().to_owned(),
+    }
+}
+
+/// The TOML parser's message on one line.
+fn condense(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Compiler {
+    fn file(&mut self, source: &Source) {
+        let mut file = FileCx::new(source);
+        let (document, errors) = DeTable::parse_recoverable(&source.text);
+        if errors.is_empty() {
+            self.document(&mut file, document.get_ref());
+        } else {
+            for error in errors {
+                let span = error.span().unwrap_or(0..0);
+                file.error(span, condense(error.message()));
+            }
+        }
+        let mut diagnostics = file.diagnostics;
+        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.col));
+        self.diagnostics.extend(diagnostics);
+    }
+
+    fn document(&mut self, file: &mut FileCx<'_>, document: &DeTable<'_>) {
+        for (key, value) in entries(document) {
+            match key.get_ref().as_ref() {
+                "rule" => match value.get_ref() {
+                    DeValue::Array(items) => {
+                        for item in items.iter() {
+                            match item.get_ref() {
+                                DeValue::Table(table) => self.rule(file, item.span(), table),
+                                other => file.error(
+                                    item.span(),
+                                    format!("each rule must be a table, found {}", describe(other)),
+                                ),
+                            }
+                        }
+                    }
+                    DeValue::Table(_) => file.error(
+                        key.span(),
+                        "\"rule\" must be an array of tables: write [[rule]], not [rule]".into(),
+                    ),
+                    other => file.error(
+                        value.span(),
+                        format!(
+                            "\"rule\" must be an array of tables ([[rule]]), found {}",
+                            describe(other)
+                        ),
+                    ),
+                },
+                other => file.error(
+                    key.span(),
+                    format!(
+                        "unknown top-level key {other:?}{}",
+                        did_you_mean(other, TOP_LEVEL_KEYS.iter().copied())
+                    ),
+                ),
+            }
+        }
+    }
+
+    fn rule(&mut self, file: &mut FileCx<'_>, header: Range<usize>, table: &DeTable<'_>) {
+        let errors_before = file.error_count();
+
+        // The name comes first, whatever its place in the table, so that messages about
+        // the other keys can name the rule.
+        let name = table.get("name").and_then(|value| self.name(file, value));
+        let label = name.as_deref().unwrap_or("<unnamed>");
+
+        let mut action = None;
+        let mut reason = None;
+        let mut callback_uri = None;
+        let mut enabled = true;
+        let mut mode = RuleMode::Enforce;
+        let mut condition = Some(Condition::All(Vec::new()));
+        for (key, value) in entries(table) {
+            match key.get_ref().as_ref() {
+                "name" => {}
+                "description" => {
+                    expect_str(file, "description", value);
+                }
+                "action" => {
+                    action = choice(file, "action", value, ACTIONS);
+                }
+                "reason" => {
+                    reason = choice(file, "reason", value, REASONS)
+                        .map(|reason| (reason, key.span(), value.get_ref().as_str().unwrap_or("")));
+                }
+                "callback_uri" => {
+                    callback_uri = callback(file, value).map(|uri| (uri, key.span()));
+                }
+                "enabled" => match value.get_ref() {
+                    DeValue::Boolean(flag) => enabled = *flag,
+                    other => file.error(
+                        value.span(),
+                        format!(
+                            "\"enabled\" must be true or false, found {}",
+                            describe(other)
+                        ),
+                    ),
+                },
+                "mode" => {
+                    mode = choice(file, "mode", value, MODES).unwrap_or(mode);
+                }
+                "when" => match value.get_ref() {
+                    DeValue::Table(when) => {
+                        condition = super::when::compile_when(file, label, when);
+                    }
+                    other => file.error(
+                        value.span(),
+                        format!(
+                            "\"when\" must be a table of conditions, found {}",
+                            describe(other)
+                        ),
+                    ),
+                },
+                other => file.error(
+                    key.span(),
+                    format!(
+                        "unknown rule key {other:?}{}",
+                        did_you_mean(other, RULE_KEYS.iter().copied())
+                    ),
+                ),
+            }
+        }
+
+        if !table.contains_key("name") {
+            file.error(header.clone(), "rule is missing \"name\"".into());
+        }
+        if !table.contains_key("action") {
+            let rule = match &name {
+                Some(name) => format!("rule {name:?}"),
+                None => "rule".to_owned(),
+            };
+            let message = format!("{rule} is missing \"action\" (\"reject\" or \"allow\")");
+            file.error(header, message);
+        }
+        if action == Some(Action::Allow) {
+            if let Some((_, span, text)) = &reason {
+                let message =
+                    format!("reason {text:?} on an allow rule (only reject rules have one)");
+                file.error(span.clone(), message);
+            }
+            if let Some((uri, span)) = &callback_uri {
+                let message =
+                    format!("callback_uri {uri:?} on an allow rule (only reject rules use one)");
+                file.error(span.clone(), message);
+            }
+        }
+
+        if file.error_count() > errors_before {
+            return;
+        }
+        let (Some(name), Some(action), Some(condition)) = (name, action, condition) else {
+            return;
+        };
+        let decision = Decision {
+            action,
+            rule: Some(name.clone()),
+            reason: reason.map_or(Reason::None, |(reason, _, _)| reason),
+            callback_uri: callback_uri.map(|(uri, _)| uri),
+            mode,
+        };
+        self.rules.push(Rule {
+            name,
+            enabled,
+            condition,
+            decision,
+        });
+    }
+
+    /// Checks a rule's name and claims it; `None` when it is unusable.
+    fn name(&mut self, file: &mut FileCx<'_>, value: &Spanned<DeValue<'_>>) -> Option<Arc<str>> {
+        let name = expect_str(file, "name", value)?;
+        if name.trim().is_empty() {
+            file.error(value.span(), "\"name\" must not be empty".into());
+            return None;
+        }
+        let name: Arc<str> = Arc::from(name);
+        let (line, _) = file.index.span_start(&value.span());
+        match self.names.get(&name) {
+            Some(first) => {
+                let message = format!(
+                    "duplicate rule name {name:?} (first defined at {}:{})",
+                    first.path.display(),
+                    first.line
+                );
+                file.error(value.span(), message);
+                None
+            }
+            None => {
+                let first = FirstDefinition {
+                    path: file.path.to_path_buf(),
+                    line,
+                };
+                self.names.insert(name.clone(), first);
+                Some(name)
+            }
+        }
+    }
+}
+
+fn expect_str<'v>(
+    file: &mut FileCx<'_>,
+    key: &str,
+    value: &'v Spanned<DeValue<'_>>,
+) -> Option<&'v str> {
+    match value.get_ref() {
+        DeValue::String(text) => Some(text),
+        other => {
+            let message = format!("{key:?} must be a string, found {}", describe(other));
+            file.error(value.span(), message);
+            None
+        }
+    }
+}
+
+/// One of a fixed set of words, in any case.
+fn choice<T: Copy>(
+    file: &mut FileCx<'_>,
+    key: &str,
+    value: &Spanned<DeValue<'_>>,
+    choices: &[(&str, T)],
+) -> Option<T> {
+    let text = expect_str(file, key, value)?;
+    if let Some((_, found)) = choices
+        .iter()
+        .find(|(word, _)| word.eq_ignore_ascii_case(text))
+    {
+        return Some(*found);
+    }
+    let words = choices.iter().map(|(word, _)| *word);
+    let hint = match did_you_mean(&text.to_lowercase(), words.clone()) {
+        hint if !hint.is_empty() => hint,
+        _ => {
+            let listed: Vec<String> = words.map(|word| format!("{word:?}")).collect();
+            format!(" (expected {})", listed.join(", "))
+        }
+    };
+    file.error(value.span(), format!("unknown {key} {text:?}{hint}"));
+    None
+}
+
+/// A callback URI Graph can reach: absolute, `https`, with a host.
+fn callback(file: &mut FileCx<'_>, value: &Spanned<DeValue<'_>>) -> Option<Arc<str>> {
+    let text = expect_str(file, "callback_uri", value)?;
+    let problem = match url::Url::parse(text) {
+        Err(err) => Some(format!("invalid callback_uri {text:?}: {err}")),
+        Ok(url) if url.scheme() != "https" => Some(format!("callback_uri {text:?} must use https")),
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+            Some(format!("callback_uri {text:?} has no host"))
+        }
+        Ok(_) => None,
+    };
+    match problem {
+        Some(message) => {
+            file.error(value.span(), message);
+            None
+        }
+        None => Some(Arc::from(text.trim())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

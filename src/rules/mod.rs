@@ -4,6 +4,7 @@
 mod compile;
 mod diag;
 mod matcher;
+mod when;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

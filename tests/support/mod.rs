@@ -301,8 +301,10 @@ impl Daemon {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]);
-        let status = { status }.status().expect("run kill");
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
         assert!(status.success());
     }
 
@@ -394,6 +396,7 @@ pub fn post_json(url: &str, body: &str) -> (u16, String) {
 }
 
 pub fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
