@@ -135,9 +135,10 @@ fn check(rules: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<ExitCo
     };
     match rules::load_dir(&dir) {
         Ok(rule_set) => {
+            let count = rule_set.len();
+            let noun = if count == 1 { "rule" } else { "rules" };
             println!(
-                "ok: {} rules in {} (rules_version {})",
-                rule_set.len(),
+                "ok: {count} {noun} in {} (rules_version {})",
                 dir.display(),
                 rule_set.version()
             );
