@@ -75,7 +75,7 @@ pub struct AuditRecord {
     pub modalities: Vec<String>,
     pub rules_version: String,
     /// Milliseconds from receipt of the notification to the final outcome.
-    pub latency_ms: u64,
+    pub latency_ms: f64,
     /// Why a reject failed or expired; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -315,7 +315,7 @@ mod tests {
             region: Some("amer".into()),
             modalities: vec!["audio".into()],
             rules_version: "0123456789ab".into(),
-            latency_ms: 3,
+            latency_ms: 3.25,
             error: None,
             tenant: None,
             call_chain_id: None,

@@ -124,11 +124,11 @@ impl Screener {
             }
         };
 
-        let latency_ms = received.elapsed().as_millis() as u64;
+        let latency_ms = (received.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         tracing::info!(
             call_id = %facts.call_id,
             caller_kind = %facts.caller.kind,
-            action = ?decision.action,
+            action = decision.action.as_str(),
             rule = decision.rule.as_deref(),
             mode,
             outcome = outcome.as_str(),

@@ -23,6 +23,15 @@ pub enum Action {
     Reject,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Reject => "reject",
+        }
+    }
+}
+
 /// The reject reason sent to Graph, in the lowercase form Graph's examples use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
