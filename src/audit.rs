@@ -81,6 +81,8 @@ pub struct AuditRecord {
     pub error: Option<String>,
     pub tenant: Option<String>,
     pub call_chain_id: Option<String>,
+    /// Every fact the rules saw, so `replay` can decide the invite again.
+    pub facts: Facts,
 }
 
 impl AuditCaller {
@@ -319,6 +321,7 @@ mod tests {
             error: None,
             tenant: None,
             call_chain_id: None,
+            facts: Facts::default(),
         }
     }
 

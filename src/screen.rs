@@ -144,7 +144,7 @@ impl Screener {
         let record = AuditRecord {
             ts: now_rfc3339(),
             caller: AuditCaller::from_facts(&facts),
-            call_id: facts.call_id,
+            call_id: facts.call_id.clone(),
             action: decision.action,
             rule: decision.rule.as_deref().map(str::to_owned),
             reason,
@@ -152,13 +152,14 @@ impl Screener {
             mode,
             outcome,
             graph_status,
-            region: facts.caller.region,
-            modalities: facts.modalities,
+            region: facts.caller.region.clone(),
+            modalities: facts.modalities.clone(),
             rules_version: rules.version().to_owned(),
             latency_ms,
             error,
-            tenant: facts.tenant,
-            call_chain_id: facts.call_chain_id,
+            tenant: facts.tenant.clone(),
+            call_chain_id: facts.call_chain_id.clone(),
+            facts,
         };
         self.audit.record(record).await;
         outcome
