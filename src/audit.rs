@@ -10,7 +10,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::config::AuditTarget;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::config::{AuditTarget, Secret};
 use crate::facts::Facts;
 use crate::rules::{Action, Reason};
 
@@ -129,8 +132,12 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Opens the target and starts the writer task. The task ends once every [`AuditLog`]
-    /// clone is dropped and the queue is written out.
-    pub async fn start(target: AuditTarget) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
+    /// clone is dropped and the queue is written out. With a `redactor`, personal data is
+    /// replaced by keyed hashes before anything is written.
+    pub async fn start(
+        target: AuditTarget,
+        redactor: Option<Redactor>,
+    ) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
         let output = Output::open(&target).await?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let reopen = Arc::new(Notify::new());
@@ -141,6 +148,7 @@ impl AuditLog {
             receiver,
             reopen: reopen.clone(),
             health: health.clone(),
+            redactor,
         };
         let task = tokio::spawn(writer.run());
         Ok((
@@ -205,6 +213,7 @@ struct Writer {
     receiver: mpsc::Receiver<AuditRecord>,
     reopen: Arc<Notify>,
     health: Arc<AuditHealth>,
+    redactor: Option<Redactor>,
 }
 
 impl Writer {
@@ -224,7 +233,10 @@ impl Writer {
             // Write whatever else is already queued in the same write and flush once.
             let mut count = 0u64;
             let mut next = Some(first);
-            while let Some(record) = next {
+            while let Some(mut record) = next {
+                if let Some(redactor) = &self.redactor {
+                    redactor.redact_record(&mut record);
+                }
                 serde_json::to_writer(&mut buffer, &record).expect("audit records serialise");
                 buffer.push(b'\n');
                 count += 1;
@@ -286,6 +298,47 @@ impl Writer {
     }
 }
 
+/// Replaces caller ids, names and phone numbers with keyed hashes (HMAC-SHA-256, first 16
+/// hex digits, prefixed `h:`). The same value and key always give the same hash, so
+/// records stay joinable; without the key the values cannot be recovered by guessing.
+#[derive(Clone)]
+pub struct Redactor {
+    key: Secret,
+}
+
+impl Redactor {
+    pub fn new(key: Secret) -> Redactor {
+        Redactor { key }
+    }
+
+    pub fn hash(&self, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(value.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        format!("h:{}", &hex::encode(digest)[..16])
+    }
+
+    fn redact(&self, value: &mut Option<String>) {
+        if let Some(text) = value.as_mut() {
+            *text = self.hash(text);
+        }
+    }
+
+    fn redact_record(&self, record: &mut AuditRecord) {
+        self.redact(&mut record.caller.id);
+        self.redact(&mut record.caller.name);
+        self.redact(&mut record.caller.phone);
+        let facts = &mut record.facts;
+        self.redact(&mut facts.caller.id);
+        self.redact(&mut facts.caller.name);
+        self.redact(&mut facts.caller.phone);
+        self.redact(&mut facts.caller.asserted);
+        self.redact(&mut facts.on_behalf_of_id);
+        self.redact(&mut facts.meeting.organizer_id);
+    }
+}
+
 /// The current time in RFC 3339 (UTC, millisecond precision).
 pub fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
@@ -329,7 +382,7 @@ mod tests {
     async fn records_are_written_as_json_lines_and_survive_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()))
+        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()), None)
             .await
             .unwrap();
         log.record(record("call-1")).await;
@@ -357,6 +410,52 @@ mod tests {
         assert_eq!(first["caller"]["kind"], "anonymous");
         assert!(first.get("error").is_none());
         assert_eq!(second["call_id"], "call-2");
+    }
+
+    #[tokio::test]
+    async fn redaction_hashes_personal_data_stably() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let redactor = Redactor::new(Secret::new("0123456789abcdef".into()));
+        let expected_name = redactor.hash("Anonymous");
+        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()), Some(redactor))
+            .await
+            .unwrap();
+        let mut first = record("call-1");
+        first.caller.id = Some("+15555550123".into());
+        first.caller.phone = Some("+15555550123".into());
+        first.facts.caller.phone = Some("+15555550123".into());
+        let mut second = first.clone();
+        second.call_id = "call-2".into();
+        log.record(first).await;
+        log.record(second).await;
+        drop(log);
+        task.await.unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("5555550123") && !text.contains("Anonymous"),
+            "{text}"
+        );
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines[0]["caller"]["name"], expected_name.as_str());
+        assert!(
+            lines[0]["caller"]["phone"]
+                .as_str()
+                .unwrap()
+                .starts_with("h:")
+        );
+        assert_eq!(lines[0]["caller"]["phone"], lines[1]["caller"]["phone"]);
+        assert_eq!(
+            lines[0]["caller"]["phone"],
+            lines[0]["facts"]["caller"]["phone"]
+        );
+        // A different key gives different hashes.
+        let other = Redactor::new(Secret::new("another-key-0123456".into()));
+        assert_ne!(other.hash("Anonymous"), expected_name);
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::inbound::InboundAuthConfig;
+use crate::tls::TlsFiles;
+
 /// Where the secret is looked up when `client_secret_file` is not set: the file systemd
 /// creates for `LoadCredential=client-secret:…`.
 const CREDENTIAL_NAME: &str = "client-secret";
@@ -56,12 +59,16 @@ pub struct RawConfig {
     graph: RawGraph,
     #[serde(default)]
     inbound: RawInbound,
+    tls: Option<RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<PathBuf>,
+    #[serde(default)]
+    redact: bool,
+    redact_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +87,40 @@ struct RawGraph {
 #[serde(deny_unknown_fields)]
 struct RawInbound {
     auth: Option<String>,
+    #[serde(default)]
+    audience: OneOrMany,
+    issuers: Option<Vec<String>>,
+    openid_config_url: Option<String>,
+    cloud: Option<String>,
+    #[serde(default)]
+    tenant_ids: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A key that takes one string or a list of them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(value) => vec![value],
+            OneOrMany::Many(values) => values,
+        }
+    }
 }
 
 /// Command-line values that override the file.
@@ -135,6 +176,15 @@ impl Mode {
     }
 }
 
+/// How Graph's notification POSTs are authenticated.
+#[derive(Debug, Clone)]
+pub enum InboundAuth {
+    /// Every POST is trusted: for tests, or behind a proxy that checks tokens itself.
+    Off,
+    /// Every POST must carry a bearer JWT from Graph's calling platform.
+    Jwt(InboundAuthConfig),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditTarget {
     Stdout,
@@ -153,6 +203,11 @@ pub struct Config {
     /// Graph's API root, e.g. `https://graph.microsoft.com/v1.0`, without a trailing `/`.
     pub graph_base_url: Url,
     pub default_callback_uri: Option<String>,
+    pub inbound: InboundAuth,
+    /// Native HTTPS; without it the listener speaks plain HTTP (behind a proxy).
+    pub tls: Option<TlsFiles>,
+    /// With `[audit] redact = true`: the key for hashing personal data in the audit log.
+    pub redact_key: Option<Secret>,
 }
 
 impl Config {
@@ -241,13 +296,23 @@ impl Config {
             Some(path) if path.as_os_str() == "-" => AuditTarget::Stdout,
             Some(path) => AuditTarget::File(base_dir.join(path)),
         };
-
-        match raw.inbound.auth.as_deref() {
-            None | Some("off") => {}
-            Some(other) => {
-                return Err(invalid("inbound.auth", other, "only \"off\" is supported"));
+        let redact_key = match (raw.audit.redact, raw.audit.redact_key_file) {
+            (false, _) => None,
+            (true, Some(file)) => Some(read_key_file(&base_dir.join(file))?),
+            (true, None) => {
+                return Err(invalid(
+                    "audit.redact",
+                    "true",
+                    "needs audit.redact_key_file",
+                ));
             }
-        }
+        };
+
+        let inbound = inbound_auth(raw.inbound)?;
+        let tls = raw.tls.map(|tls| TlsFiles {
+            cert: base_dir.join(tls.cert),
+            key: base_dir.join(tls.key),
+        });
 
         let graph = raw.graph;
         let base_text = graph
@@ -311,8 +376,47 @@ impl Config {
             audit,
             graph_base_url,
             default_callback_uri,
+            inbound,
+            tls,
+            redact_key,
         })
     }
+}
+
+fn inbound_auth(raw: RawInbound) -> Result<InboundAuth, ConfigError> {
+    match raw.auth.as_deref().unwrap_or("off") {
+        "off" => Ok(InboundAuth::Off),
+        "jwt" => {
+            let config = InboundAuthConfig::from_parts(
+                raw.cloud.as_deref(),
+                raw.audience.into_vec(),
+                raw.issuers,
+                raw.openid_config_url,
+                raw.tenant_ids,
+            )
+            .map_err(|reason| invalid("inbound", "jwt", reason))?;
+            Ok(InboundAuth::Jwt(config))
+        }
+        other => Err(invalid(
+            "inbound.auth",
+            other,
+            "expected \"off\" or \"jwt\"",
+        )),
+    }
+}
+
+/// Reads a key file for keyed hashing; at least 16 bytes so hashes cannot be brute-forced
+/// by guessing the key.
+fn read_key_file(path: &Path) -> Result<Secret, ConfigError> {
+    let key = read_secret_file(path)?;
+    if key.expose().len() < 16 {
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidData, "shorter than 16 bytes");
+        return Err(ConfigError::Secret {
+            path: path.to_owned(),
+            source,
+        });
+    }
+    Ok(key)
 }
 
 /// Where a client secret may come from, in order: the configured file, the systemd
@@ -517,6 +621,65 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn jwt_inbound_auth_takes_a_cloud_preset_and_overrides() {
+        let text = "[inbound]\nauth = \"jwt\"\naudience = \"app-id\"\ncloud = \"public\"\n";
+        let config = from_text(text, &SecretSources::default()).unwrap();
+        let InboundAuth::Jwt(auth) = config.inbound else {
+            panic!("expected jwt")
+        };
+        assert_eq!(auth.audiences(), ["app-id"]);
+        assert!(
+            auth.issuers()
+                .iter()
+                .any(|issuer| issuer == "https://api.botframework.com")
+        );
+
+        let text = "[inbound]\nauth = \"jwt\"\naudience = [\"a\", \"b\"]\n\
+                    issuers = [\"https://issuer.test\"]\n\
+                    openid_config_url = \"http://127.0.0.1:9/openid\"\n";
+        let InboundAuth::Jwt(auth) = from_text(text, &SecretSources::default()).unwrap().inbound
+        else {
+            panic!("expected jwt")
+        };
+        assert_eq!(auth.audiences(), ["a", "b"]);
+        assert_eq!(auth.issuers(), ["https://issuer.test"]);
+        assert_eq!(
+            auth.openid_config_url().as_str(),
+            "http://127.0.0.1:9/openid"
+        );
+
+        let error = from_text("[inbound]\nauth = \"jwt\"\n", &SecretSources::default());
+        assert!(error.is_err(), "jwt without an audience must be refused");
+        let error = from_text("[inbound]\nauth = \"basic\"\n", &SecretSources::default());
+        assert!(
+            error
+                .unwrap_err()
+                .to_string()
+                .contains("invalid inbound.auth")
+        );
+    }
+
+    #[test]
+    fn redaction_needs_a_long_enough_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("short.key"), "abc").unwrap();
+        std::fs::write(dir.path().join("good.key"), "0123456789abcdef0123").unwrap();
+        let load = |text: &str| {
+            let raw: RawConfig = toml::from_str(text).unwrap();
+            Config::from_raw(
+                raw,
+                dir.path(),
+                &Overrides::default(),
+                &SecretSources::default(),
+            )
+        };
+        assert!(load("[audit]\nredact = true\n").is_err());
+        assert!(load("[audit]\nredact = true\nredact_key_file = \"short.key\"\n").is_err());
+        let config = load("[audit]\nredact = true\nredact_key_file = \"good.key\"\n").unwrap();
+        assert_eq!(config.redact_key.unwrap().expose(), "0123456789abcdef0123");
     }
 
     #[test]

@@ -10,9 +10,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::audit::AuditLog;
-use crate::config::{Config, Mode};
+use crate::audit::{AuditLog, Redactor};
+use crate::config::{Config, InboundAuth, Mode};
 use crate::graph::GraphClient;
+use crate::inbound::JwtVerifier;
 use crate::reload::{self, Trigger};
 use crate::rules;
 use crate::screen::{Enforcement, Screener};
@@ -38,7 +39,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let rules = Arc::new(ArcSwap::from_pointee(initial));
 
-    let (audit, audit_task) = AuditLog::start(config.audit.clone())
+    let redactor = config.redact_key.clone().map(Redactor::new);
+    let (audit, audit_task) = AuditLog::start(config.audit.clone(), redactor)
         .await
         .with_context(|| format!("cannot open the audit log {:?}", config.audit))?;
 
@@ -75,6 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let current = rules.load();
         tracing::info!(
             listen = %local_addr,
+            tls = config.tls.is_some(),
             path = %config.notification_path,
             mode = config.mode.name(),
             rules_dir = %config.rules.display(),
@@ -84,11 +87,49 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
+    let auth = match &config.inbound {
+        InboundAuth::Off => {
+            tracing::warn!(
+                "inbound.auth is off: every POST to {} is trusted; only run so behind a proxy \
+                 that authenticates Graph",
+                config.notification_path
+            );
+            None
+        }
+        InboundAuth::Jwt(auth_config) => {
+            let http = key_fetch_client()?;
+            let verifier = Arc::new(JwtVerifier::start(auth_config.clone(), http).await);
+            verifier.clone().spawn_refresh();
+            Some(verifier)
+        }
+    };
+    // The watcher must live as long as the daemon, or certificate renewals go unnoticed.
+    let (tls, _tls_watcher) = match &config.tls {
+        None => (None, None),
+        Some(files) => {
+            let (server_config, handle) = crate::tls::load_server_config(files.clone())
+                .context("cannot load the TLS certificate")?;
+            let watcher = match crate::tls::watch(files, handle) {
+                Ok(watcher) => Some(watcher),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch the TLS files; renewals need a restart");
+                    None
+                }
+            };
+            (
+                Some(tokio_rustls::TlsAcceptor::from(server_config)),
+                watcher,
+            )
+        }
+    };
+
     let server = Arc::new(Server {
         screener,
         notification_path: config.notification_path.clone(),
         max_body: config.max_body,
         tracker: TaskTracker::new(),
+        auth,
+        tls,
     });
     let (stop_sender, stop_receiver) = oneshot::channel::<()>();
     let drain = config.answer_deadline + DRAIN_SLACK;
@@ -144,4 +185,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The HTTP client that fetches the inbound token keys, with short timeouts so a slow key
+/// server cannot hold start-up.
+fn key_fetch_client() -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("callscreen/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client for inbound keys")
 }

@@ -9,14 +9,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use crate::inbound::JwtVerifier;
 use crate::notification::{self, NotificationError};
 use crate::screen::Screener;
 
@@ -31,6 +36,10 @@ pub struct Server {
     pub max_body: usize,
     /// Screenings still running; shutdown waits for them.
     pub tracker: TaskTracker,
+    /// Bearer-token check for notifications; `None` trusts every POST (`auth = "off"`).
+    pub auth: Option<Arc<JwtVerifier>>,
+    /// Native HTTPS; `None` serves plain HTTP.
+    pub tls: Option<TlsAcceptor>,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -61,18 +70,22 @@ impl Server {
                 }
             };
             let server = self.clone();
-            let service = hyper::service::service_fn(move |request| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.route(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(client.addr = %peer, %error, "connection ended with an error");
+                match server.tls.clone() {
+                    None => server.serve_connection(stream, watcher, peer).await,
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(stream);
+                        match tokio::time::timeout(READ_TIMEOUT, handshake).await {
+                            Ok(Ok(tls)) => server.serve_connection(tls, watcher, peer).await,
+                            Ok(Err(error)) => {
+                                tracing::debug!(client.addr = %peer, %error, "tls handshake failed");
+                            }
+                            Err(_) => {
+                                tracing::debug!(client.addr = %peer, "tls handshake timed out");
+                            }
+                        }
+                    }
                 }
             });
         }
@@ -94,6 +107,28 @@ impl Server {
                 pending = self.tracker.len(),
                 "screenings still running at exit"
             );
+        }
+    }
+
+    async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        watcher: hyper_util::server::graceful::Watcher,
+        peer: std::net::SocketAddr,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let server = self.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.route(request).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(READ_TIMEOUT)
+            .serve_connection(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(client.addr = %peer, %error, "connection ended with an error");
         }
     }
 
@@ -143,6 +178,21 @@ impl Server {
 
     async fn notification(&self, request: Request<Incoming>) -> HttpResponse {
         let received = Instant::now();
+        // Authenticate before reading the body: a forged POST costs us no more than a header.
+        if let Some(verifier) = &self.auth {
+            let header = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if let Err(failure) = verifier.verify(header).await {
+                tracing::warn!(reason = failure.reason(), "notification refused: {failure}");
+                let mut response = error(StatusCode::UNAUTHORIZED, "authentication failed");
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        }
         if !is_json(request.headers().get(CONTENT_TYPE)) {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
