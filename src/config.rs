@@ -53,6 +53,7 @@ pub struct RawConfig {
     mode: Option<String>,
     answer_deadline: Option<String>,
     max_body: Option<String>,
+    read_timeout: Option<String>,
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
@@ -182,7 +183,7 @@ pub enum InboundAuth {
     /// Every POST is trusted: for tests, or behind a proxy that checks tokens itself.
     Off,
     /// Every POST must carry a bearer JWT from Graph's calling platform.
-    Jwt(InboundAuthConfig),
+    Jwt(Box<InboundAuthConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +200,8 @@ pub struct Config {
     pub mode: Mode,
     pub answer_deadline: Duration,
     pub max_body: usize,
+    /// Limit for a client's TLS handshake, request headers, and body, each.
+    pub read_timeout: Duration,
     pub audit: AuditTarget,
     /// Graph's API root, e.g. `https://graph.microsoft.com/v1.0`, without a trailing `/`.
     pub graph_base_url: Url,
@@ -291,6 +294,17 @@ impl Config {
             ));
         }
 
+        let read_timeout_text = raw.read_timeout.unwrap_or_else(|| "10s".to_owned());
+        let read_timeout = humantime::parse_duration(&read_timeout_text)
+            .map_err(|error| invalid("read_timeout", &read_timeout_text, error.to_string()))?;
+        if read_timeout < Duration::from_millis(100) || read_timeout > Duration::from_secs(300) {
+            return Err(invalid(
+                "read_timeout",
+                &read_timeout_text,
+                "must be within 100ms..5m",
+            ));
+        }
+
         let audit = match raw.audit.path {
             None => AuditTarget::Stdout,
             Some(path) if path.as_os_str() == "-" => AuditTarget::Stdout,
@@ -373,6 +387,7 @@ impl Config {
             mode,
             answer_deadline,
             max_body: max_body as usize,
+            read_timeout,
             audit,
             graph_base_url,
             default_callback_uri,
@@ -395,7 +410,7 @@ fn inbound_auth(raw: RawInbound) -> Result<InboundAuth, ConfigError> {
                 raw.tenant_ids,
             )
             .map_err(|reason| invalid("inbound", "jwt", reason))?;
-            Ok(InboundAuth::Jwt(config))
+            Ok(InboundAuth::Jwt(Box::new(config)))
         }
         other => Err(invalid(
             "inbound.auth",

@@ -98,7 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         InboundAuth::Jwt(auth_config) => {
             let http = key_fetch_client()?;
-            let verifier = Arc::new(JwtVerifier::start(auth_config.clone(), http).await);
+            let verifier = Arc::new(JwtVerifier::start(auth_config.as_ref().clone(), http).await);
             verifier.clone().spawn_refresh();
             Some(verifier)
         }
@@ -130,6 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracker: TaskTracker::new(),
         auth,
         tls,
+        read_timeout: config.read_timeout,
     });
     let (stop_sender, stop_receiver) = oneshot::channel::<()>();
     let drain = config.answer_deadline + DRAIN_SLACK;

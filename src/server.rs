@@ -25,8 +25,6 @@ use crate::inbound::JwtVerifier;
 use crate::notification::{self, NotificationError};
 use crate::screen::Screener;
 
-/// A client gets this long to send its request headers, and again its body.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections get this long to finish their current request at shutdown.
 const CONNECTION_GRACE: Duration = Duration::from_secs(5);
 
@@ -40,6 +38,9 @@ pub struct Server {
     pub auth: Option<Arc<JwtVerifier>>,
     /// Native HTTPS; `None` serves plain HTTP.
     pub tls: Option<TlsAcceptor>,
+    /// A client gets this long for the TLS handshake, again for its request headers, and
+    /// again for its body; a slow client only ever holds its own connection.
+    pub read_timeout: Duration,
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -76,10 +77,10 @@ impl Server {
                     None => server.serve_connection(stream, watcher, peer).await,
                     Some(acceptor) => {
                         let handshake = acceptor.accept(stream);
-                        match tokio::time::timeout(READ_TIMEOUT, handshake).await {
+                        match tokio::time::timeout(server.read_timeout, handshake).await {
                             Ok(Ok(tls)) => server.serve_connection(tls, watcher, peer).await,
                             Ok(Err(error)) => {
-                                tracing::debug!(client.addr = %peer, %error, "tls handshake failed");
+                                tracing::debug!(client.addr = %peer, %error, "tls handshake");
                             }
                             Err(_) => {
                                 tracing::debug!(client.addr = %peer, "tls handshake timed out");
@@ -125,7 +126,7 @@ impl Server {
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(READ_TIMEOUT)
+            .header_read_timeout(self.read_timeout)
             .serve_connection(TokioIo::new(io), service);
         if let Err(error) = watcher.watch(connection).await {
             tracing::debug!(client.addr = %peer, %error, "connection ended with an error");
@@ -160,18 +161,26 @@ impl Server {
 
     fn readiness(&self) -> HttpResponse {
         let rules = self.screener.rules().load();
-        let audit_failing = self.screener.audit().health().is_failing();
+        let audit_ok = !self.screener.audit().health().is_failing();
+        let keys_ok = self
+            .auth
+            .as_ref()
+            .is_none_or(|verifier| verifier.has_keys());
+        let ready = audit_ok && keys_ok;
         let body = serde_json::json!({
-            "ready": !audit_failing,
+            "ready": ready,
             "mode": self.screener.mode_name(),
             "rules_version": rules.version(),
             "rules": rules.len(),
-            "audit_ok": !audit_failing,
+            "audit_ok": audit_ok,
+            "inbound_auth": if self.auth.is_some() { "jwt" } else { "off" },
+            "inbound_keys_loaded": self.auth.as_ref().map(|verifier| verifier.has_keys()),
+            "tls": self.tls.is_some(),
         });
-        let status = if audit_failing {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
+        let status = if ready {
             StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
         };
         json(status, &body.to_string())
     }
@@ -215,7 +224,7 @@ impl Server {
         }
 
         let body = Limited::new(request.into_body(), self.max_body);
-        let bytes = match tokio::time::timeout(READ_TIMEOUT, body.collect()).await {
+        let bytes = match tokio::time::timeout(self.read_timeout, body.collect()).await {
             Err(_) => {
                 tracing::warn!("notification body not received in time");
                 return error(StatusCode::REQUEST_TIMEOUT, "body not received in time");

@@ -87,10 +87,13 @@ impl Reply {
 
 #[derive(Default)]
 struct FakeState {
+    addr: Option<SocketAddr>,
     received: Vec<Received>,
     /// Replies for reject requests, used in order; 202 once empty.
     reject_script: VecDeque<Reply>,
     token_counter: u32,
+    /// The key set served at `/keys` (OpenID metadata at `/openid` points there).
+    jwks: Option<String>,
 }
 
 /// A fake Graph: `POST /token` hands out tokens, `POST /v1.0/communications/calls/{id}/…`
@@ -113,6 +116,7 @@ impl FakeGraph {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind fake graph");
         let addr = listener.local_addr().unwrap();
+        state.lock().unwrap().addr = Some(addr);
         let shared = state.clone();
         runtime.spawn(async move {
             loop {
@@ -148,6 +152,14 @@ impl FakeGraph {
 
     pub fn script_rejects(&self, replies: impl IntoIterator<Item = Reply>) {
         self.state.lock().unwrap().reject_script.extend(replies);
+    }
+
+    pub fn serve_jwks(&self, jwks: serde_json::Value) {
+        self.state.lock().unwrap().jwks = Some(jwks.to_string());
+    }
+
+    pub fn openid_url(&self) -> String {
+        format!("http://{}/openid", self.addr)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -209,6 +221,27 @@ async fn answer(state: Arc<Mutex<FakeState>>, request: Request<Incoming>) -> Res
                 body: body.to_string(),
                 delay: Duration::ZERO,
             }
+        } else if path == "/openid" {
+            let body = serde_json::json!({
+                "issuer": "https://api.botframework.com",
+                "jwks_uri": format!("http://{}/keys", addr_of(&state)),
+            });
+            Reply {
+                status: 200,
+                headers: Vec::new(),
+                body: body.to_string(),
+                delay: Duration::ZERO,
+            }
+        } else if path == "/keys" {
+            match &state.jwks {
+                Some(jwks) => Reply {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: jwks.clone(),
+                    delay: Duration::ZERO,
+                },
+                None => Reply::status(503),
+            }
         } else if path.contains("/communications/calls/") {
             state
                 .reject_script
@@ -226,6 +259,10 @@ async fn answer(state: Arc<Mutex<FakeState>>, request: Request<Incoming>) -> Res
         builder = builder.header(*name, value);
     }
     builder.body(Full::new(Bytes::from(reply.body))).unwrap()
+}
+
+fn addr_of(state: &FakeState) -> SocketAddr {
+    state.addr.expect("fake graph address is set at start")
 }
 
 /// Output captured from the daemon, appended to as it runs.
@@ -345,7 +382,10 @@ pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> O
 /// Reads a JSON-lines audit file (missing file = no records).
 pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    // A line still being written has no newline yet; it is read on the next poll.
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete
+        .lines()
         .map(|line| serde_json::from_str(line).expect("audit line is JSON"))
         .collect()
 }
