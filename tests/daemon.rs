@@ -579,7 +579,17 @@ fn hostile_call_ids_stay_one_encoded_segment() {
         assert_ne!(text, body);
         assert_eq!(notify(&daemon, &text), 202);
     }
-    wait_audit(&setup.audit, 3);
+    // A dot segment would be normalised away by any URL parser: refused, and audited.
+    let dots = body.replace(
+        "\"id\": \"2e012631-9a72-480d-908a-3e291dd257d5\"",
+        "\"id\": \"..\"",
+    );
+    assert_eq!(notify(&daemon, &dots), 202);
+    let records = wait_audit(&setup.audit, 4);
+    let dot_record = record_for(&records, "..");
+    assert_eq!(dot_record["outcome"], "failed");
+    assert!(dot_record["error"].as_str().unwrap().contains("cannot name a Graph resource"));
+
     let mut paths: Vec<String> = graph.calls_requests().into_iter().map(|r| r.path).collect();
     paths.sort();
     let mut expected: Vec<String> = hostile
