@@ -20,7 +20,7 @@ use callscreen::{daemon, notification};
 #[command(name = "callscreen", version, propagate_version = true)]
 pub struct Cli {
     /// Log format on stderr: `text` for people, `json` for log collectors. The level comes
-    /// from RUST_LOG (default: info).
+    /// from RUST_LOG, else the config's `log_level`, else info.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
@@ -71,6 +71,22 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Ask a running daemon for its status.
+    ///
+    /// Prints the version, uptime, mode, the rules version in force and when it was loaded,
+    /// the last reload error, and per rule its hits (audit-mode rules: the calls and
+    /// distinct callers they would have rejected) and since when it is in force.
+    Status {
+        /// The daemon's config: its `listen` address (and `[tls]`) say where to ask.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Base URL of the daemon, e.g. http://127.0.0.1:8080 (overrides --config).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Print the daemon's JSON document as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Decide notification files offline and print one JSON line per invite.
     ///
     /// Each line holds call_id, action, rule, reason, callback_uri, mode and the facts the
@@ -86,9 +102,15 @@ pub enum Command {
     },
 }
 
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    // An empty RUST_LOG (as `RUST_LOG= callscreen …` leaves it) counts as unset.
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty());
+    let filter = from_env
+        .and_then(|value| tracing_subscriber::EnvFilter::try_new(value).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(default_level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -99,27 +121,123 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Run {
-            config,
+pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Run {
+        config,
+        rules,
+        listen,
+        dry_run,
+    } = args.command
+    {
+        let overrides = Overrides {
             rules,
             listen,
             dry_run,
-        } => {
-            let overrides = Overrides {
-                rules,
-                listen,
-                dry_run,
-            };
-            let config = Config::load(config.as_deref(), &overrides)?;
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-            runtime.block_on(daemon::run(config))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        };
+        let config = Config::load(config.as_deref(), &overrides)?;
+        init_logging(args.log_format, &config.log_level);
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+        runtime.block_on(daemon::run(config))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging(args.log_format, "warn");
+    match args.command {
+        Command::Run { .. } => unreachable!("handled above"),
         Command::Check { rules, config } => check(rules, config.as_deref()),
         Command::Eval { rules, files } => eval(&rules, &files),
+        Command::Status { config, url, json } => status(config.as_deref(), url, json),
     }
+}
+
+fn status(config: Option<&Path>, url: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let base = match (url, config) {
+        (Some(url), _) => url,
+        (None, Some(path)) => {
+            let config = Config::load(Some(path), &Overrides::default())?;
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            // A wildcard listen address is reached on loopback.
+            let mut addr = config.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("{scheme}://{addr}")
+        }
+        (None, None) => "http://127.0.0.1:8080".to_owned(),
+    };
+    let url = format!("{}/status", base.trim_end_matches('/'));
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    let body = runtime.block_on(fetch_status(&url))?;
+    if json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&body).context("the daemon's status is not JSON")?;
+    print!("{}", render_status(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn fetch_status(url: &str) -> anyhow::Result<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !response.status().is_success() {
+        anyhow::bail!("{url} answered {}", response.status());
+    }
+    response.text().await.context("cannot read the status")
+}
+
+fn render_status(report: &serde_json::Value) -> String {
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
+    let count = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    let uptime = std::time::Duration::from_secs(count(&report["uptime_seconds"]));
+    let mut out = format!(
+        "callscreen {}, up {}, mode {}\nrules {} ({} rules), loaded {}\n",
+        text(&report["version"]),
+        humantime::format_duration(uptime),
+        text(&report["mode"]),
+        text(&report["rules_version"]),
+        count(&report["rule_count"]),
+        text(&report["rules_loaded_at"]),
+    );
+    match report["last_reload_error"].as_object() {
+        Some(error) => out.push_str(&format!(
+            "last reload error at {}: {}\n",
+            error.get("at").map(text).unwrap_or_default(),
+            error.get("message").map(text).unwrap_or_default()
+        )),
+        None => out.push_str("last reload: ok\n"),
+    }
+    out.push_str(&format!(
+        "{:<32} {:>8} {:>8} {:>8}  IN FORCE SINCE (RULES VERSION)\n",
+        "RULE", "HITS", "SHADOW", "CALLERS"
+    ));
+    for rule in report["rules"].as_array().into_iter().flatten() {
+        let mut name = text(&rule["name"]);
+        if rule["enabled"] == false {
+            name.push_str(" (disabled)");
+        }
+        out.push_str(&format!(
+            "{name:<32} {:>8} {:>8} {:>8}  {} ({})\n",
+            count(&rule["hits"]),
+            count(&rule["shadow_hits"]),
+            count(&rule["shadow_distinct_callers"]),
+            text(&rule["in_force_since"]),
+            text(&rule["since_rules_version"]),
+        ));
+    }
+    out
 }
 
 fn check(rules: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -54,6 +54,7 @@ pub struct RawConfig {
     answer_deadline: Option<String>,
     max_body: Option<String>,
     read_timeout: Option<String>,
+    log_level: Option<String>,
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
@@ -202,6 +203,8 @@ pub struct Config {
     pub max_body: usize,
     /// Limit for a client's TLS handshake, request headers, and body, each.
     pub read_timeout: Duration,
+    /// A `tracing` filter (`info`, `callscreen=debug,warn`…); `RUST_LOG` wins over it.
+    pub log_level: String,
     pub audit: AuditTarget,
     /// Graph's API root, e.g. `https://graph.microsoft.com/v1.0`, without a trailing `/`.
     pub graph_base_url: Url,
@@ -388,6 +391,7 @@ impl Config {
             answer_deadline,
             max_body: max_body as usize,
             read_timeout,
+            log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
             audit,
             graph_base_url,
             default_callback_uri,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
+use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
@@ -14,10 +15,13 @@ use crate::audit::{AuditLog, Redactor};
 use crate::config::{Config, InboundAuth, Mode};
 use crate::graph::GraphClient;
 use crate::inbound::JwtVerifier;
+use crate::metrics::Metrics;
+use crate::reload::Observers;
 use crate::reload::{self, Trigger};
 use crate::rules;
-use crate::screen::{Enforcement, Screener};
+use crate::screen::{Enforcement, Screener, ScreenerParts};
 use crate::server::Server;
+use crate::status::Status;
 
 /// Extra time, beyond the answer deadline, that shutdown waits for screenings to finish.
 const DRAIN_SLACK: Duration = Duration::from_secs(2);
@@ -37,6 +41,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             );
         }
     };
+    let metrics = Arc::new(Metrics::new());
+    let status = Arc::new(Status::new(&initial));
+    metrics.rules_in_force(initial.version(), initial.len());
     let rules = Arc::new(ArcSwap::from_pointee(initial));
 
     let redactor = config.redact_key.clone().map(Redactor::new);
@@ -47,28 +54,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let enforcement = match &config.mode {
         Mode::DryRun => Enforcement::DryRun,
         Mode::Enforce(credentials) => {
-            let client = GraphClient::new(config.graph_base_url.clone(), credentials.clone())
-                .context("cannot build the Graph client")?;
+            let client = GraphClient::new(
+                config.graph_base_url.clone(),
+                credentials.clone(),
+                metrics.clone(),
+            )
+            .context("cannot build the Graph client")?;
             let client = Arc::new(client);
-            // Warm the token cache so the first reject does not spend its window on it.
-            let warm = client.clone();
-            tokio::spawn(async move {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                if let Err(error) = warm.ensure_token(deadline).await {
-                    tracing::warn!(%error, "no Graph token yet; the first reject will retry");
-                }
-            });
+            tokio::spawn(warm_token(client.clone()));
             Enforcement::Enforce(client)
         }
     };
 
-    let screener = Arc::new(Screener::new(
-        rules.clone(),
+    let screener = Arc::new(Screener::new(ScreenerParts {
+        rules: rules.clone(),
         enforcement,
-        audit.clone(),
-        config.default_callback_uri.clone(),
-        config.answer_deadline,
-    ));
+        audit: audit.clone(),
+        default_callback_uri: config.default_callback_uri.clone(),
+        answer_deadline: config.answer_deadline,
+        metrics: metrics.clone(),
+        status: status.clone(),
+    }));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -154,6 +160,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
 
+    // systemd (Type=notify): ready once the rules are loaded and the listener is bound.
+    notify_systemd(&[NotifyState::Ready]);
+    // With WatchdogSec= set, ping at half the interval; a hung control loop stops pinging.
+    let watchdog_period = sd_notify::watchdog_enabled().map(|timeout| timeout / 2);
+    let mut watchdog = tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let observers = || Observers {
+        metrics: &metrics,
+        status: &status,
+    };
     loop {
         tokio::select! {
             _ = terminate.recv() => {
@@ -167,15 +184,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = hangup.recv() => {
                 // SIGHUP also follows a logrotate rename: reopen the audit file.
                 audit.reopen();
-                reload::reload(&config.rules, &rules, Trigger::Signal).await;
+                notify_reloading();
+                reload::reload(&config.rules, &rules, Trigger::Signal, observers()).await;
+                notify_systemd(&[NotifyState::Ready]);
             }
             Some(()) = file_changes.recv() => {
                 reload::settle(&mut file_changes).await;
-                reload::reload(&config.rules, &rules, Trigger::FileChange).await;
+                notify_reloading();
+                reload::reload(&config.rules, &rules, Trigger::FileChange, observers()).await;
+                notify_systemd(&[NotifyState::Ready]);
+            }
+            _ = watchdog.tick(), if watchdog_period.is_some() => {
+                notify_systemd(&[NotifyState::Watchdog]);
             }
         }
     }
 
+    notify_systemd(&[NotifyState::Stopping]);
     let _ = stop_sender.send(());
     server_task.await.context("server task failed")?;
     // The writer ends when the last sender is gone; screenings that outlived the drain
@@ -186,6 +211,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tells systemd about a state change; a no-op when not started by systemd.
+fn notify_systemd(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+}
+
+fn notify_reloading() {
+    // systemd pairs RELOADING=1 with the monotonic time at which the reload started.
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify_systemd(&[NotifyState::Reloading, now]),
+        Err(_) => notify_systemd(&[NotifyState::Reloading]),
+    }
+}
+
+/// Obtains the first Graph token, retrying with backoff until it succeeds, so the first
+/// reject does not spend its answer window on a token round-trip. `/readyz` reports 503
+/// until then.
+async fn warm_token(client: Arc<GraphClient>) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        match client.ensure_token(deadline).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, retry_in_s = wait.as_secs(), "no Graph token yet");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// The HTTP client that fetches the inbound token keys, with short timeouts so a slow key

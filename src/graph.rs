@@ -1,6 +1,8 @@
 //! The Graph client: a cached client-credentials token and `POST …/calls/{id}/reject`,
 //! each attempt bounded by the invite's answer deadline.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -10,6 +12,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::config::{GraphCredentials, Secret};
+use crate::metrics::Metrics;
 use crate::rules::Reason;
 
 /// Everything but RFC 3986 unreserved characters is escaped, so a call id always stays one
@@ -92,10 +95,17 @@ pub struct GraphClient {
     credentials: GraphCredentials,
     /// Held across the token request so that concurrent rejects share one refresh.
     token: Mutex<Option<CachedToken>>,
+    /// Set once a token has been obtained; read by `/readyz` without taking the lock.
+    has_token: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl GraphClient {
-    pub fn new(base_url: Url, credentials: GraphCredentials) -> Result<GraphClient, GraphError> {
+    pub fn new(
+        base_url: Url,
+        credentials: GraphCredentials,
+        metrics: Arc<Metrics>,
+    ) -> Result<GraphClient, GraphError> {
         // reqwest is built without a bundled crypto provider; ring is ours. A second
         // install (another client in the same process) is harmless and ignored.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -110,6 +120,8 @@ impl GraphClient {
             base_url,
             credentials,
             token: Mutex::new(None),
+            has_token: AtomicBool::new(false),
+            metrics,
         })
     }
 
@@ -118,6 +130,11 @@ impl GraphClient {
     /// refused rather than sent.
     pub fn reject_url(&self, call_id: &str) -> Result<Url, GraphError> {
         reject_url(&self.base_url, call_id)
+    }
+
+    /// Whether a token has been obtained since start.
+    pub fn has_token(&self) -> bool {
+        self.has_token.load(Ordering::Relaxed)
     }
 
     /// Fetches a token now unless a fresh one is cached; used to warm the cache at start.
@@ -133,6 +150,15 @@ impl GraphClient {
         {
             return Ok(token.secret.clone());
         }
+        let fetched = self.fetch_token(deadline).await;
+        self.metrics.token_refreshed(fetched.is_ok());
+        let token = fetched?;
+        *cached = Some(token.clone());
+        self.has_token.store(true, Ordering::Relaxed);
+        Ok(token.secret)
+    }
+
+    async fn fetch_token(&self, deadline: Instant) -> Result<CachedToken, GraphError> {
         let form = [
             ("client_id", self.credentials.client_id.as_str()),
             ("scope", self.credentials.scope.as_str()),
@@ -173,9 +199,8 @@ impl GraphClient {
             secret: Secret::new(parsed.access_token),
             refresh_at: Instant::now() + lifetime - margin,
         };
-        *cached = Some(token.clone());
         tracing::info!(expires_in_s = lifetime.as_secs(), "graph token refreshed");
-        Ok(token.secret)
+        Ok(token)
     }
 
     /// Rejects the call. Retries transient failures (transport errors, 429, 5xx) with
@@ -203,7 +228,16 @@ impl GraphClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(payload.clone())
                 .send();
-            let retry_after = match tokio::time::timeout_at(deadline, request).await {
+            let started = std::time::Instant::now();
+            let answered = tokio::time::timeout_at(deadline, request).await;
+            let status = answered
+                .as_ref()
+                .ok()
+                .and_then(|r| r.as_ref().ok())
+                .map(|r| r.status());
+            self.metrics
+                .graph_answered(status.map(|s| s.as_u16()), started.elapsed());
+            let retry_after = match answered {
                 Err(_) => return Err(GraphError::Expired),
                 Ok(Err(error)) => {
                     tracing::warn!(call_id, error = %describe_transport(&error), "reject failed");

@@ -9,8 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.log_format);
-    match cli::dispatch(args.command) {
+    match cli::dispatch(args) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("callscreen: {error:#}");

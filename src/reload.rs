@@ -10,7 +10,9 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
 use crate::rules::{self, Diagnostic, RuleSet};
+use crate::status::Status;
 
 /// Editors write a file in several steps (truncate, write, rename); wait until the folder
 /// has been quiet this long before compiling.
@@ -75,11 +77,18 @@ pub async fn settle(events: &mut mpsc::Receiver<()>) {
     while let Ok(Some(())) = tokio::time::timeout(QUIET_PERIOD, events.recv()).await {}
 }
 
+/// Who is told about a reload besides the log.
+pub struct Observers<'a> {
+    pub metrics: &'a Metrics,
+    pub status: &'a Status,
+}
+
 /// Compiles `dir` off the async threads and swaps the result in when it compiles.
 pub async fn reload(
     dir: &Path,
     current: &Arc<ArcSwap<RuleSet>>,
     trigger: Trigger,
+    observers: Observers<'_>,
 ) -> ReloadOutcome {
     let dir_owned: PathBuf = dir.to_owned();
     let compiled = tokio::task::spawn_blocking(move || rules::load_dir(&dir_owned))
@@ -100,18 +109,39 @@ pub async fn reload(
         Ok(new_set) => {
             let new_version = new_set.version().to_owned();
             let rules = new_set.len();
-            current.store(Arc::new(new_set));
+            let new_set = Arc::new(new_set);
+            // Without a per-rule comparison every rule counts as redefined.
+            observers
+                .status
+                .rules_swapped(&new_set, new_set.rule_names());
+            observers.metrics.rules_in_force(&new_version, rules);
+            current.store(new_set);
             ReloadOutcome::Swapped {
                 old_version,
                 new_version,
                 rules,
             }
         }
-        Err(diagnostics) => ReloadOutcome::KeptLastGood {
-            version: old_version,
-            diagnostics,
-        },
+        Err(diagnostics) => {
+            let first = diagnostics
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let more = diagnostics.len().saturating_sub(1);
+            let message = if more == 0 {
+                first
+            } else {
+                format!("{first} (and {more} more problems)")
+            };
+            observers.status.reload_failed(message);
+            ReloadOutcome::KeptLastGood {
+                version: old_version,
+                diagnostics,
+            }
+        }
     };
+    let failed = matches!(outcome, ReloadOutcome::KeptLastGood { .. });
+    observers.metrics.reloaded(!failed);
     log_outcome(&outcome, trigger);
     outcome
 }

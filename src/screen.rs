@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use crate::audit::{AuditCaller, AuditLog, AuditRecord, Outcome, now_rfc3339};
 use crate::facts::Facts;
 use crate::graph::{GraphClient, RejectBody};
+use crate::metrics::{DecisionLabels, Metrics};
 use crate::rules::{Action, RuleMode, RuleSet};
+use crate::status::Status;
 
 /// How long a screened call id is remembered: Graph may redeliver a notification, but an
 /// invite is dead after its ring window, so minutes are plenty.
@@ -32,23 +34,48 @@ pub struct Screener {
     recent: Mutex<RecentCalls>,
     default_callback_uri: Option<String>,
     answer_deadline: Duration,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+}
+
+/// What a [`Screener`] is built from.
+pub struct ScreenerParts {
+    pub rules: Arc<ArcSwap<RuleSet>>,
+    pub enforcement: Enforcement,
+    pub audit: AuditLog,
+    pub default_callback_uri: Option<String>,
+    pub answer_deadline: Duration,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
 }
 
 impl Screener {
-    pub fn new(
-        rules: Arc<ArcSwap<RuleSet>>,
-        enforcement: Enforcement,
-        audit: AuditLog,
-        default_callback_uri: Option<String>,
-        answer_deadline: Duration,
-    ) -> Screener {
+    pub fn new(parts: ScreenerParts) -> Screener {
         Screener {
-            rules,
-            enforcement,
-            audit,
+            rules: parts.rules,
+            enforcement: parts.enforcement,
+            audit: parts.audit,
             recent: Mutex::new(RecentCalls::new(RECENT_CAPACITY, RECENT_TTL)),
-            default_callback_uri,
-            answer_deadline,
+            default_callback_uri: parts.default_callback_uri,
+            answer_deadline: parts.answer_deadline,
+            metrics: parts.metrics,
+            status: parts.status,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Whether enforce mode holds a Graph token (always true in dry-run).
+    pub fn graph_ready(&self) -> bool {
+        match &self.enforcement {
+            Enforcement::DryRun => true,
+            Enforcement::Enforce(graph) => graph.has_token(),
         }
     }
 
@@ -125,6 +152,19 @@ impl Screener {
         };
 
         let latency_ms = (received.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        self.metrics.decided(
+            DecisionLabels {
+                action: decision.action.as_str(),
+                outcome: outcome.as_str(),
+                mode,
+            },
+            decision.rule.as_deref(),
+        );
+        if let Some(rule) = decision.rule.as_deref()
+            && outcome != Outcome::Duplicate
+        {
+            self.status.record_hit(rule, mode == "audit", &facts);
+        }
         tracing::info!(
             call_id = %facts.call_id,
             caller_kind = %facts.caller.kind,

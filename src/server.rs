@@ -143,12 +143,30 @@ impl Server {
                     .insert(ALLOW, HeaderValue::from_static("POST"));
                 return response;
             }
-            return self.notification(request).await;
+            let response = self.notification(request).await;
+            self.screener
+                .metrics()
+                .notification_answered(response.status().as_u16());
+            return response;
         }
         match (request.method(), path) {
             (&Method::GET | &Method::HEAD, "/healthz") => json(StatusCode::OK, r#"{"ok":true}"#),
             (&Method::GET | &Method::HEAD, "/readyz") => self.readiness(),
-            (_, "/healthz" | "/readyz") => {
+            (&Method::GET | &Method::HEAD, "/metrics") => Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .body(Full::new(Bytes::from(self.screener.metrics().encode())))
+                .expect("static response"),
+            (&Method::GET | &Method::HEAD, "/status") => {
+                let rules = self.screener.rules().load();
+                let report = self
+                    .screener
+                    .status()
+                    .report(&rules, self.screener.mode_name());
+                let body = serde_json::to_string(&report).expect("status serialises");
+                json(StatusCode::OK, &body)
+            }
+            (_, "/healthz" | "/readyz" | "/metrics" | "/status") => {
                 let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
                 response
                     .headers_mut()
@@ -166,13 +184,15 @@ impl Server {
             .auth
             .as_ref()
             .is_none_or(|verifier| verifier.has_keys());
-        let ready = audit_ok && keys_ok;
+        let graph_ok = self.screener.graph_ready();
+        let ready = audit_ok && keys_ok && graph_ok;
         let body = serde_json::json!({
             "ready": ready,
             "mode": self.screener.mode_name(),
             "rules_version": rules.version(),
             "rules": rules.len(),
             "audit_ok": audit_ok,
+            "graph_token": graph_ok,
             "inbound_auth": if self.auth.is_some() { "jwt" } else { "off" },
             "inbound_keys_loaded": self.auth.as_ref().map(|verifier| verifier.has_keys()),
             "tls": self.tls.is_some(),
@@ -195,6 +215,7 @@ impl Server {
                 .and_then(|v| v.to_str().ok());
             if let Err(failure) = verifier.verify(header).await {
                 tracing::warn!(reason = failure.reason(), "notification refused: {failure}");
+                self.screener.metrics().auth_failed(failure.reason());
                 let mut response = error(StatusCode::UNAUTHORIZED, "authentication failed");
                 response
                     .headers_mut()
@@ -266,6 +287,7 @@ impl Server {
             );
         }
         for facts in parsed.invites {
+            self.screener.metrics().invite_received();
             let screener = self.screener.clone();
             self.tracker.spawn(async move {
                 screener.screen(facts, received).await;

@@ -588,7 +588,12 @@ fn hostile_call_ids_stay_one_encoded_segment() {
     let records = wait_audit(&setup.audit, 4);
     let dot_record = record_for(&records, "..");
     assert_eq!(dot_record["outcome"], "failed");
-    assert!(dot_record["error"].as_str().unwrap().contains("cannot name a Graph resource"));
+    assert!(
+        dot_record["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot name a Graph resource")
+    );
 
     let mut paths: Vec<String> = graph.calls_requests().into_iter().map(|r| r.path).collect();
     paths.sort();

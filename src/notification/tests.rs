@@ -1127,7 +1127,7 @@ fn invite_without_any_call_id_is_skipped() {
             index: 0,
             call_id: None,
             change_type: s("created"),
-            why: SkipReason::NoCallId,
+            why: SkipReason::NoCallId
         }
     );
 }

@@ -110,6 +110,14 @@ impl RuleSet {
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|rule| &*rule.name)
     }
+
+    /// The names of the rules that take part in evaluation (`enabled = true`).
+    pub fn enabled_rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.enabled)
+            .map(|rule| &*rule.name)
+    }
 }
 
 impl fmt::Debug for RuleSet {

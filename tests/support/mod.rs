@@ -303,12 +303,18 @@ impl Daemon {
     }
 
     pub fn start_with(dir: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_env(dir, args, &[])
+    }
+
+    /// Starts the binary with extra environment variables.
+    pub fn start_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_callscreen"))
             .args(args)
             .current_dir(dir)
             .env("CALLSCREEN_CLIENT_SECRET", CLIENT_SECRET)
             .env("RUST_LOG", "debug")
             .env_remove("CREDENTIALS_DIRECTORY")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -317,10 +323,23 @@ impl Daemon {
         let stderr = Captured::default();
         stdout.drain(child.stdout.take().unwrap());
         stderr.drain(child.stderr.take().unwrap());
+        // With --listen the address is known; otherwise it is read from the start-up log.
+        let listen_flag = args.iter().position(|arg| *arg == "--listen");
+        let known: Option<SocketAddr> = listen_flag.and_then(|i| args.get(i + 1)?.parse().ok());
         let addr = wait_for(Duration::from_secs(20), || {
+            if let Some(addr) = known {
+                let url = format!("http://{addr}/healthz");
+                return http_client().get(url).send().ok().map(|_| addr);
+            }
             let text = stderr.text();
-            let start = text.find("listen=")? + "listen=".len();
-            let end = text[start..].find(char::is_whitespace)? + start;
+            if let Some(start) = text.find("listen=") {
+                let start = start + "listen=".len();
+                let end = text[start..].find(char::is_whitespace)? + start;
+                return text[start..end].parse().ok();
+            }
+            // JSON logs: {"listen":"127.0.0.1:port",...}
+            let start = text.find("\"listen\":\"")? + "\"listen\":\"".len();
+            let end = text[start..].find('"')? + start;
             text[start..end].parse().ok()
         })
         .unwrap_or_else(|| panic!("daemon did not start; stderr:\n{}", stderr.text()));
@@ -363,6 +382,12 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
 }
 
 /// Polls `probe` every 20 ms until it returns `Some` or `timeout` passes.
