@@ -300,3 +300,25 @@ fn example_rule_sets_decide_the_examples() {
         .collect();
     assert_eq!(rejected, ["02c89680", "8a356a49"]);
 }
+
+#[test]
+fn the_systemd_unit_verifies_where_systemd_analyze_exists() {
+    let available = Command::new("systemd-analyze").arg("--version").output();
+    if !available.is_ok_and(|output| output.status.success()) {
+        eprintln!("systemd-analyze not found; unit not verified on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(repo("systemd/callscreen.service")).unwrap();
+    // Point the unit at the binary under test; everything else is verified as shipped.
+    let unit = unit.replace("/usr/bin/callscreen", env!("CARGO_BIN_EXE_callscreen"));
+    let path = dir.path().join("callscreen.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).trim().is_empty(), "{}", stderr(&output));
+}
