@@ -29,6 +29,8 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Backoff between attempts after a transient failure; doubled each time, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Below this much time left, another attempt could not complete; the reject has expired.
+const LAST_ATTEMPT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -205,8 +207,8 @@ impl GraphClient {
 
     /// Rejects the call. Retries transient failures (transport errors, 429, 5xx) with
     /// jittered exponential backoff, honouring `Retry-After`; refreshes the token once on
-    /// 401; gives up with [`GraphError::Expired`] when the next attempt cannot finish before
-    /// `deadline`. Returns the status of the accepted request (202).
+    /// 401; gives up with [`GraphError::Expired`] when `deadline` passes, or at once when
+    /// Graph's `Retry-After` reaches past it. Returns the status Graph accepted with (202).
     pub async fn reject(
         &self,
         call_id: &str,
@@ -281,9 +283,17 @@ impl GraphClient {
                     }
                 }
             };
-            let wait = retry_after.unwrap_or_else(|| jitter(backoff));
+            let now = Instant::now();
+            let remaining = deadline.saturating_duration_since(now);
+            let wait = match retry_after {
+                // Graph asked us to wait past the deadline: the call is lost, stop now.
+                Some(wait) if wait >= remaining => return Err(GraphError::Expired),
+                Some(wait) => wait,
+                // Our own backoff yields to the deadline: keep trying until it passes.
+                None => jitter(backoff).min(remaining.saturating_sub(LAST_ATTEMPT)),
+            };
             backoff = (backoff * 2).min(MAX_BACKOFF);
-            if Instant::now() + wait >= deadline {
+            if remaining <= LAST_ATTEMPT {
                 return Err(GraphError::Expired);
             }
             tokio::time::sleep(wait).await;

@@ -65,6 +65,8 @@ pub struct Metrics {
     rules_info: Family<VersionLabels, Gauge>,
     rules_loaded: Gauge,
     inbound_auth_failures: Family<ReasonLabels, Counter>,
+    audit_records: Counter,
+    audit_records_lost: Counter,
     /// Rule names that already own a label; guarded so the limit holds under concurrency.
     labelled_rules: Mutex<HashSet<String>>,
     current_version: Mutex<Option<String>>,
@@ -92,6 +94,8 @@ impl Metrics {
             rules_info: Family::default(),
             rules_loaded: Gauge::default(),
             inbound_auth_failures: Family::default(),
+            audit_records: Counter::default(),
+            audit_records_lost: Counter::default(),
             labelled_rules: Mutex::new(HashSet::new()),
             current_version: Mutex::new(None),
             registry: Registry::default(),
@@ -155,6 +159,16 @@ impl Metrics {
             "inbound_auth_failures",
             "Notifications refused for failed authentication, by reason",
             metrics.inbound_auth_failures.clone(),
+        );
+        registry.register(
+            "audit_records",
+            "Audit records written",
+            metrics.audit_records.clone(),
+        );
+        registry.register(
+            "audit_records_lost",
+            "Audit records that could not be written (each loss is also logged)",
+            metrics.audit_records_lost.clone(),
         );
         Metrics {
             registry,
@@ -249,6 +263,15 @@ impl Metrics {
             .set(1);
         *current = Some(version.to_owned());
         self.rules_loaded.set(rules as i64);
+    }
+
+    /// Brings the audit counters up to the writer's own tallies (called at scrape time, so
+    /// the writer needs no handle on the metrics).
+    pub fn sync_audit(&self, written: u64, lost: u64) {
+        self.audit_records
+            .inc_by(written.saturating_sub(self.audit_records.get()));
+        self.audit_records_lost
+            .inc_by(lost.saturating_sub(self.audit_records_lost.get()));
     }
 
     pub fn auth_failed(&self, reason: &'static str) {

@@ -152,11 +152,16 @@ impl Server {
         match (request.method(), path) {
             (&Method::GET | &Method::HEAD, "/healthz") => json(StatusCode::OK, r#"{"ok":true}"#),
             (&Method::GET | &Method::HEAD, "/readyz") => self.readiness(),
-            (&Method::GET | &Method::HEAD, "/metrics") => Response::builder()
-                .status(StatusCode::OK)
-                .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-                .body(Full::new(Bytes::from(self.screener.metrics().encode())))
-                .expect("static response"),
+            (&Method::GET | &Method::HEAD, "/metrics") => {
+                let health = self.screener.audit().health();
+                let metrics = self.screener.metrics();
+                metrics.sync_audit(health.written(), health.write_errors());
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                    .body(Full::new(Bytes::from(metrics.encode())))
+                    .expect("static response")
+            }
             (&Method::GET | &Method::HEAD, "/status") => {
                 let rules = self.screener.rules().load();
                 let report = self

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +49,8 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
     pub delay: Duration,
+    /// Drop the connection without answering.
+    pub reset: bool,
 }
 
 impl Reply {
@@ -59,6 +60,26 @@ impl Reply {
             headers: Vec::new(),
             body: String::new(),
             delay: Duration::ZERO,
+            reset: false,
+        }
+    }
+
+    /// The connection is closed without an answer (seen by the client as a reset).
+    pub fn reset() -> Reply {
+        Reply {
+            reset: true,
+            ..Reply::status(500)
+        }
+    }
+
+    /// A successful token response.
+    pub fn token(token: &str) -> Reply {
+        let body = serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3599, "access_token": token
+        });
+        Reply {
+            body: body.to_string(),
+            ..Reply::status(200)
         }
     }
 
@@ -67,10 +88,9 @@ impl Reply {
             "error": { "code": code, "message": "fake", "innerError": { "request-id": "req-1" } }
         });
         Reply {
-            status,
             headers: vec![("request-id", "req-1".into())],
             body: body.to_string(),
-            delay: Duration::ZERO,
+            ..Reply::status(status)
         }
     }
 
@@ -91,7 +111,11 @@ struct FakeState {
     received: Vec<Received>,
     /// Replies for reject requests, used in order; 202 once empty.
     reject_script: VecDeque<Reply>,
+    /// Replies for token requests, used in order; a fresh token once empty.
+    token_script: VecDeque<Reply>,
     token_counter: u32,
+    /// When each request arrived, in arrival order (parallel to `received`).
+    arrivals: Vec<Instant>,
     /// The key set served at `/keys` (OpenID metadata at `/openid` points there).
     jwks: Option<String>,
 }
@@ -127,7 +151,12 @@ impl FakeGraph {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(answer(shared, request).await) }
+                        async move {
+                            match answer(shared, request).await {
+                                Some(response) => Ok(response),
+                                None => Err(std::io::Error::other("scripted reset")),
+                            }
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -152,6 +181,21 @@ impl FakeGraph {
 
     pub fn script_rejects(&self, replies: impl IntoIterator<Item = Reply>) {
         self.state.lock().unwrap().reject_script.extend(replies);
+    }
+
+    pub fn script_tokens(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().token_script.extend(replies);
+    }
+
+    /// Every request with the instant it arrived.
+    pub fn received_at(&self) -> Vec<(Received, Instant)> {
+        let state = self.state.lock().unwrap();
+        state
+            .received
+            .iter()
+            .cloned()
+            .zip(state.arrivals.iter().copied())
+            .collect()
     }
 
     pub fn serve_jwks(&self, jwks: serde_json::Value) {
@@ -181,7 +225,10 @@ impl FakeGraph {
     }
 }
 
-async fn answer(state: Arc<Mutex<FakeState>>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    state: Arc<Mutex<FakeState>>,
+    request: Request<Incoming>,
+) -> Option<Response<Full<Bytes>>> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let headers = request
@@ -205,40 +252,31 @@ async fn answer(state: Arc<Mutex<FakeState>>, request: Request<Incoming>) -> Res
     let reply = {
         let mut state = state.lock().unwrap();
         state.received.push(received);
-        if path.ends_with("/oauth2/v2.0/token") {
+        state.arrivals.push(Instant::now());
+        if path.ends_with("/oauth2/v2.0/token") && !state.token_script.is_empty() {
+            state.token_script.pop_front().unwrap()
+        } else if path.ends_with("/oauth2/v2.0/token") {
             state.token_counter += 1;
             let token = if state.token_counter == 1 {
                 ACCESS_TOKEN.to_owned()
             } else {
                 format!("{ACCESS_TOKEN}-{}", state.token_counter)
             };
-            let body = serde_json::json!({
-                "token_type": "Bearer", "expires_in": 3599, "access_token": token
-            });
-            Reply {
-                status: 200,
-                headers: Vec::new(),
-                body: body.to_string(),
-                delay: Duration::ZERO,
-            }
+            Reply::token(&token)
         } else if path == "/openid" {
             let body = serde_json::json!({
                 "issuer": "https://api.botframework.com",
                 "jwks_uri": format!("http://{}/keys", addr_of(&state)),
             });
             Reply {
-                status: 200,
-                headers: Vec::new(),
                 body: body.to_string(),
-                delay: Duration::ZERO,
+                ..Reply::status(200)
             }
         } else if path == "/keys" {
             match &state.jwks {
                 Some(jwks) => Reply {
-                    status: 200,
-                    headers: Vec::new(),
                     body: jwks.clone(),
-                    delay: Duration::ZERO,
+                    ..Reply::status(200)
                 },
                 None => Reply::status(503),
             }
@@ -254,11 +292,14 @@ async fn answer(state: Arc<Mutex<FakeState>>, request: Request<Incoming>) -> Res
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    if reply.reset {
+        return None;
+    }
     let mut builder = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {
         builder = builder.header(*name, value);
     }
-    builder.body(Full::new(Bytes::from(reply.body))).unwrap()
+    Some(builder.body(Full::new(Bytes::from(reply.body))).unwrap())
 }
 
 fn addr_of(state: &FakeState) -> SocketAddr {
