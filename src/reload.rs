@@ -72,9 +72,20 @@ pub fn watch(dir: &Path, events: mpsc::Sender<()>) -> notify::Result<notify::Rec
     Ok(watcher)
 }
 
-/// Waits until no further event arrives for [`QUIET_PERIOD`].
+/// A folder that never goes quiet (a script rewriting files in a loop) is still reloaded
+/// this often, so decisions never lag its edits by more.
+pub const MAX_SETTLE: Duration = Duration::from_secs(1);
+
+/// Waits until no further event arrives for [`QUIET_PERIOD`], or [`MAX_SETTLE`] at most.
 pub async fn settle(events: &mut mpsc::Receiver<()>) {
-    while let Ok(Some(())) = tokio::time::timeout(QUIET_PERIOD, events.recv()).await {}
+    let give_up = tokio::time::Instant::now() + MAX_SETTLE;
+    while tokio::time::Instant::now() < give_up {
+        let quiet = tokio::time::Instant::now() + QUIET_PERIOD;
+        match tokio::time::timeout_at(quiet.min(give_up), events.recv()).await {
+            Ok(Some(())) => continue,
+            Ok(None) | Err(_) => return,
+        }
+    }
 }
 
 /// Who is told about a reload besides the log.

@@ -116,6 +116,8 @@ struct FakeState {
     token_counter: u32,
     /// When each request arrived, in arrival order (parallel to `received`).
     arrivals: Vec<Instant>,
+    /// Reject answers are delayed by a random time up to this.
+    random_delay: Duration,
     /// The key set served at `/keys` (OpenID metadata at `/openid` points there).
     jwks: Option<String>,
 }
@@ -181,6 +183,11 @@ impl FakeGraph {
 
     pub fn script_rejects(&self, replies: impl IntoIterator<Item = Reply>) {
         self.state.lock().unwrap().reject_script.extend(replies);
+    }
+
+    /// Delays every unscripted reject answer by a random time up to `max`.
+    pub fn random_reject_delay(&self, max: Duration) {
+        self.state.lock().unwrap().random_delay = max;
     }
 
     pub fn script_tokens(&self, replies: impl IntoIterator<Item = Reply>) {
@@ -284,7 +291,7 @@ async fn answer(
             state
                 .reject_script
                 .pop_front()
-                .unwrap_or_else(|| Reply::status(202))
+                .unwrap_or_else(|| Reply::status(202).delayed(random_delay(state.random_delay)))
         } else {
             Reply::status(404)
         }
@@ -300,6 +307,10 @@ async fn answer(
         builder = builder.header(*name, value);
     }
     Some(builder.body(Full::new(Bytes::from(reply.body))).unwrap())
+}
+
+fn random_delay(max: Duration) -> Duration {
+    max.mul_f64(rand::random::<f64>())
 }
 
 fn addr_of(state: &FakeState) -> SocketAddr {
