@@ -2,6 +2,7 @@
 //! so lines never interleave. Senders wait when the queue is full (backpressure) rather
 //! than drop a record.
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -189,9 +190,11 @@ impl Output {
         match target {
             AuditTarget::Stdout => Ok(Output::Stdout(tokio::io::stdout())),
             AuditTarget::File(path) => {
+                // The log holds personal data: readable by the service and its group only.
                 let file = tokio::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o640)
                     .open(path)
                     .await?;
                 Ok(Output::File(file))
@@ -253,6 +256,22 @@ impl Writer {
     }
 
     async fn write(&mut self, bytes: &[u8], count: u64) {
+        // Writes to a deleted file succeed and vanish: if the file was unlinked (its folder
+        // removed, say), open a new one at the path first, or fail loudly if that is gone.
+        if let Output::File(file) = &self.output
+            && file
+                .metadata()
+                .await
+                .is_ok_and(|metadata| metadata.nlink() == 0)
+        {
+            tracing::warn!("the audit file was deleted; opening a new one");
+            if !self.reopen_output().await {
+                self.health.failing.store(true, Ordering::Relaxed);
+                self.health.write_errors.fetch_add(count, Ordering::Relaxed);
+                tracing::error!(records = count, "audit records could not be written");
+                return;
+            }
+        }
         // One retry after reopening covers a file removed or rotated under us.
         for attempt in 0..2 {
             let writer = self.output.writer();
@@ -282,17 +301,21 @@ impl Writer {
         }
     }
 
-    async fn reopen_output(&mut self) {
-        if let AuditTarget::File(path) = &self.target {
-            match Output::open(&self.target).await {
-                Ok(output) => {
-                    self.output = output;
-                    tracing::info!(path = %path.display(), "audit log reopened");
-                }
-                Err(error) => {
-                    self.health.failing.store(true, Ordering::Relaxed);
-                    tracing::error!(path = %path.display(), %error, "cannot reopen the audit log");
-                }
+    /// Opens the audit file anew; false when that failed (logged, and shown in `/readyz`).
+    async fn reopen_output(&mut self) -> bool {
+        let AuditTarget::File(path) = &self.target else {
+            return true;
+        };
+        match Output::open(&self.target).await {
+            Ok(output) => {
+                self.output = output;
+                tracing::info!(path = %path.display(), "audit log reopened");
+                true
+            }
+            Err(error) => {
+                self.health.failing.store(true, Ordering::Relaxed);
+                tracing::error!(path = %path.display(), %error, "cannot reopen the audit log");
+                false
             }
         }
     }

@@ -89,9 +89,9 @@ pub enum Command {
     },
     /// Decide notification files offline and print one JSON line per invite.
     ///
-    /// Each line holds call_id, action, rule, reason, callback_uri, mode and the facts the
-    /// rules saw. Notifications that are not invites print nothing. Exits 0 whatever the
-    /// decisions; 1 when an input or the rules cannot be read.
+    /// Each line holds call_id, action, rule, reason, callback_uri, rule_mode (the deciding
+    /// rule's mode) and the facts the rules saw. Notifications that are not invites print
+    /// nothing. Exits 0 whatever the decisions; 1 when an input or the rules cannot be read.
     Eval {
         /// Rules folder (default: ./rules).
         #[arg(long, value_name = "DIR", default_value = "rules")]
@@ -247,7 +247,7 @@ fn check(rules: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<ExitCo
                 rules: rules.clone(),
                 ..Overrides::default()
             };
-            Config::load(Some(path), &overrides)?.rules
+            Config::load_for_check(path, &overrides)?.rules
         }
         None => rules.unwrap_or_else(|| PathBuf::from("rules")),
     };
@@ -286,7 +286,8 @@ struct EvalLine<'a> {
     rule: Option<&'a str>,
     reason: Option<Reason>,
     callback_uri: Option<&'a str>,
-    mode: RuleMode,
+    /// The deciding rule's own mode (`enforce` or `audit`); eval never sends anything.
+    rule_mode: RuleMode,
     facts: &'a Facts,
 }
 
@@ -337,7 +338,7 @@ fn print_decision(out: &mut impl Write, rule_set: &RuleSet, facts: &Facts) -> an
         rule: decision.rule.as_deref(),
         reason: (decision.action == Action::Reject).then_some(decision.reason),
         callback_uri: decision.callback_uri.as_deref(),
-        mode: decision.mode,
+        rule_mode: decision.mode,
         facts,
     };
     serde_json::to_writer(&mut *out, &line)?;

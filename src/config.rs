@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 use url::Url;
 
@@ -21,7 +22,7 @@ pub const SECRET_ENV: &str = "CALLSCREEN_CLIENT_SECRET";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -36,7 +37,7 @@ pub enum ConfigError {
     },
     #[error("enforce mode needs Graph credentials: {0}")]
     MissingCredentials(String),
-    #[error("cannot read the client secret from {path}: {source}")]
+    #[error("cannot read the secret in {path}")]
     Secret {
         path: PathBuf,
         source: std::io::Error,
@@ -219,6 +220,24 @@ pub struct Config {
 impl Config {
     /// Reads `path` (when given), applies `overrides` and validates the result.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::load_with(path, overrides, SecretSources::from_process())
+    }
+
+    /// Like [`Config::load`], but a client secret that cannot be read is no error: for
+    /// validating a config file without the service's credentials.
+    pub fn load_for_check(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let secrets = SecretSources {
+            may_be_missing: true,
+            ..SecretSources::from_process()
+        };
+        Config::load_with(Some(path), overrides, secrets)
+    }
+
+    fn load_with(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        secrets: SecretSources,
+    ) -> Result<Config, ConfigError> {
         let (raw, base_dir) = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -228,14 +247,14 @@ impl Config {
                 let raw =
                     toml::from_str::<RawConfig>(&text).map_err(|error| ConfigError::Parse {
                         path: path.to_owned(),
-                        message: one_line(&error),
+                        message: one_line(&text, &error),
                     })?;
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 (raw, dir)
             }
             None => (RawConfig::default(), PathBuf::new()),
         };
-        Config::from_raw(raw, &base_dir, overrides, &SecretSources::from_process())
+        Config::from_raw(raw, &base_dir, overrides, &secrets)
     }
 
     /// Validates `raw`; relative paths resolve against `base_dir` (the config's folder).
@@ -350,7 +369,7 @@ impl Config {
         };
 
         let mode_text = raw.mode.unwrap_or_else(|| "dry-run".to_owned());
-        let mode = match (mode_text.as_str(), overrides.dry_run) {
+        let mode = match (mode_text.to_ascii_lowercase().as_str(), overrides.dry_run) {
             (_, true) | ("dry-run", _) => Mode::DryRun,
             ("enforce", false) => {
                 let tenant_id = require(graph.tenant_id, "graph.tenant_id")?;
@@ -360,7 +379,10 @@ impl Config {
                 });
                 let token_url = parse_http_url(
                     "graph.token_url",
-                    &template.replace("{tenant_id}", &tenant_id),
+                    &template.replace(
+                        "{tenant_id}",
+                        &utf8_percent_encode(&tenant_id, crate::graph::PATH_SEGMENT).to_string(),
+                    ),
                 )?;
                 let scope = graph
                     .scope
@@ -444,12 +466,16 @@ fn read_key_file(path: &Path) -> Result<Secret, ConfigError> {
 pub struct SecretSources {
     pub credentials_directory: Option<PathBuf>,
     pub env_secret: Option<Secret>,
+    /// For `check`: a secret that cannot be found is not an error (the service user may
+    /// hold it, not the admin checking the file).
+    pub may_be_missing: bool,
 }
 
 impl SecretSources {
     pub fn from_process() -> SecretSources {
         SecretSources {
             credentials_directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+            may_be_missing: false,
             env_secret: std::env::var(SECRET_ENV)
                 .ok()
                 .filter(|s| !s.is_empty())
@@ -458,7 +484,9 @@ impl SecretSources {
     }
 
     fn find(&self, configured_file: Option<&Path>) -> Result<Secret, ConfigError> {
-        if let Some(path) = configured_file {
+        if let Some(path) = configured_file
+            && !(self.may_be_missing && std::fs::File::open(path).is_err())
+        {
             return read_secret_file(path);
         }
         if let Some(dir) = &self.credentials_directory {
@@ -466,6 +494,12 @@ impl SecretSources {
             if path.exists() {
                 return read_secret_file(&path);
             }
+        }
+        if self.may_be_missing {
+            return Ok(self
+                .env_secret
+                .clone()
+                .unwrap_or_else(|| Secret(String::new())));
         }
         self.env_secret.clone().ok_or_else(|| {
             ConfigError::MissingCredentials(format!(
@@ -519,12 +553,15 @@ fn invalid(key: &'static str, value: &str, reason: impl ToString) -> ConfigError
     }
 }
 
-fn one_line(error: &toml::de::Error) -> String {
-    let location = error
-        .span()
-        .map(|span| format!("byte {}: ", span.start))
-        .unwrap_or_default();
-    format!("{location}{}", error.message())
+/// `line:col: message`, as rule diagnostics read.
+fn one_line(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else {
+        return error.message().trim_end().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("{line}:{col}: {}", error.message().trim_end())
 }
 
 #[cfg(test)]
@@ -596,12 +633,28 @@ mod tests {
         let secrets = SecretSources {
             credentials_directory: Some(dir.path().to_owned()),
             env_secret: Some(Secret::new("from-env".into())),
+            may_be_missing: false,
         };
         let text = "mode = \"enforce\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\n";
         let Mode::Enforce(credentials) = from_text(text, &secrets).unwrap().mode else {
             panic!("expected enforce")
         };
         assert_eq!(credentials.client_secret.expose(), "from-credential");
+    }
+
+    #[test]
+    fn a_check_accepts_enforce_mode_without_the_secret() {
+        let text = "mode = \"Enforce\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\n\
+                    client_secret_file = \"/nonexistent/secret\"\n";
+        let secrets = SecretSources {
+            may_be_missing: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            from_text(text, &secrets).unwrap().mode,
+            Mode::Enforce(_)
+        ));
+        assert!(from_text(text, &SecretSources::default()).is_err());
     }
 
     #[test]

@@ -12,12 +12,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditLog, Redactor};
-use crate::config::{Config, InboundAuth, Mode};
+use crate::config::{AuditTarget, Config, InboundAuth, Mode};
 use crate::graph::GraphClient;
 use crate::inbound::JwtVerifier;
 use crate::metrics::Metrics;
 use crate::reload::Observers;
-use crate::reload::{self, Trigger};
+use crate::reload::{self, Debouncer, RulesWatcher, Trigger};
 use crate::rules;
 use crate::screen::{Enforcement, Screener, ScreenerParts};
 use crate::server::Server;
@@ -25,6 +25,8 @@ use crate::status::Status;
 
 /// Extra time, beyond the answer deadline, that shutdown waits for screenings to finish.
 const DRAIN_SLACK: Duration = Duration::from_secs(2);
+/// How often the rules path is checked for having been replaced by another folder.
+const FOLDER_CHECK: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -35,12 +37,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 tracing::error!("{diagnostic}");
             }
             bail!(
-                "the rules in {} do not compile ({} problems); run `callscreen check`",
-                config.rules.display(),
-                diagnostics.len()
+                "the rules in {dir} do not compile ({} problems); \
+                 see `callscreen check --rules {dir}`",
+                diagnostics.len(),
+                dir = config.rules.display(),
             );
         }
     };
+    if initial.is_empty() {
+        tracing::warn!(dir = %config.rules.display(), "no rules: every call is allowed");
+    }
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::new(&initial));
     metrics.rules_in_force(initial.version(), initial.len());
@@ -49,7 +55,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let redactor = config.redact_key.clone().map(Redactor::new);
     let (audit, audit_task) = AuditLog::start(config.audit.clone(), redactor)
         .await
-        .with_context(|| format!("cannot open the audit log {:?}", config.audit))?;
+        .with_context(|| match &config.audit {
+            AuditTarget::File(path) => format!("cannot open the audit log {}", path.display()),
+            AuditTarget::Stdout => "cannot write the audit log to stdout".to_owned(),
+        })?;
 
     let enforcement = match &config.mode {
         Mode::DryRun => Enforcement::DryRun,
@@ -149,13 +158,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
 
     let (file_events, mut file_changes) = mpsc::channel(1);
-    let _watcher = match reload::watch(&config.rules, file_events) {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch the rules folder; reload with SIGHUP");
-            None
-        }
-    };
+    let mut watcher = RulesWatcher::new(&config.rules, file_events);
+    let mut debouncer = Debouncer::default();
+    // A watch follows the folder it was set on; replacing the folder is noticed by polling.
+    let mut folder_check = tokio::time::interval(FOLDER_CHECK);
+    folder_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -167,11 +174,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut watchdog = tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let observers = || Observers {
-        metrics: &metrics,
-        status: &status,
+    let rules_dir = config.rules.clone();
+    let reload = |trigger| {
+        let (rules_dir, rules, metrics, status) = (&rules_dir, &rules, &metrics, &status);
+        async move {
+            notify_reloading();
+            let observers = Observers { metrics, status };
+            reload::reload(rules_dir, rules, trigger, observers).await;
+            notify_systemd(&[NotifyState::Ready]);
+        }
     };
+    // Every branch returns quickly, so signals are never held up by a busy rules folder.
     loop {
+        let due = debouncer.due();
         tokio::select! {
             _ = terminate.recv() => {
                 tracing::info!(signal = "SIGTERM", "stopping");
@@ -184,15 +199,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = hangup.recv() => {
                 // SIGHUP also follows a logrotate rename: reopen the audit file.
                 audit.reopen();
-                notify_reloading();
-                reload::reload(&config.rules, &rules, Trigger::Signal, observers()).await;
-                notify_systemd(&[NotifyState::Ready]);
+                watcher.rewatch();
+                debouncer.clear();
+                reload(Trigger::Signal).await;
             }
-            Some(()) = file_changes.recv() => {
-                reload::settle(&mut file_changes).await;
-                notify_reloading();
-                reload::reload(&config.rules, &rules, Trigger::FileChange, observers()).await;
-                notify_systemd(&[NotifyState::Ready]);
+            Some(()) = file_changes.recv() => debouncer.event(tokio::time::Instant::now()),
+            () = sleep_until_due(due), if due.is_some() => {
+                debouncer.clear();
+                reload(Trigger::FileChange).await;
+            }
+            _ = folder_check.tick() => {
+                if watcher.folder_replaced() {
+                    tracing::info!(dir = %config.rules.display(), "rules folder replaced");
+                    watcher.rewatch();
+                    debouncer.clear();
+                    reload(Trigger::FileChange).await;
+                }
             }
             _ = watchdog.tick(), if watchdog_period.is_some() => {
                 notify_systemd(&[NotifyState::Watchdog]);
@@ -202,7 +224,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     notify_systemd(&[NotifyState::Stopping]);
     let _ = stop_sender.send(());
-    server_task.await.context("server task failed")?;
+    // A second SIGTERM or SIGINT while draining means "now": exit without waiting.
+    tokio::select! {
+        finished = server_task => finished.context("server task failed")?,
+        _ = terminate.recv() => bail!("second SIGTERM while draining; exiting at once"),
+        _ = interrupt.recv() => bail!("second SIGINT while draining; exiting at once"),
+    }
     // The writer ends when the last sender is gone; screenings that outlived the drain
     // still hold one, so the wait is bounded.
     drop(audit);
@@ -211,6 +238,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due).await;
+    }
 }
 
 /// Tells systemd about a state change; a no-op when not started by systemd.

@@ -32,7 +32,8 @@ pub struct Facts {
 #[serde(default)]
 pub struct Caller {
     /// `user`, `onPremises`, `guest`, `phone`, `acsUser`, `applicationInstance`,
-    /// `application`, `encrypted`, `device`, or `anonymous`.
+    /// `application`, `encrypted`, `device`, `anonymous` (an identity set without ids), or
+    /// `unknown` (no identity set at all).
     pub kind: String,
     pub id: Option<String>,
     pub name: Option<String>,

@@ -14,10 +14,11 @@ use url::Url;
 use crate::config::{GraphCredentials, Secret};
 use crate::metrics::Metrics;
 use crate::rules::Reason;
+use crate::screen::loggable;
 
 /// Everything but RFC 3986 unreserved characters is escaped, so a call id always stays one
 /// path segment whatever it contains (`/`, `?`, `#`, `%`, spaces, unicode).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -29,6 +30,9 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Backoff between attempts after a transient failure; doubled each time, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Reject requests in flight at once. Graph's calling limits are far higher; this bounds
+/// sockets and memory when a burst meets a slow Graph.
+const MAX_IN_FLIGHT: usize = 512;
 /// Below this much time left, another attempt could not complete; the reject has expired.
 const LAST_ATTEMPT: Duration = Duration::from_millis(50);
 
@@ -46,8 +50,8 @@ pub enum GraphError {
     },
     #[error("request to graph failed: {0}")]
     Transport(String),
-    #[error("the answer deadline passed")]
-    Expired,
+    #[error("the answer deadline passed{}", status_suffix(last_status))]
+    Expired { last_status: Option<u16> },
 }
 
 impl GraphError {
@@ -55,6 +59,7 @@ impl GraphError {
     pub fn status(&self) -> Option<u16> {
         match self {
             GraphError::Status { status, .. } => Some(*status),
+            GraphError::Expired { last_status } => *last_status,
             _ => None,
         }
     }
@@ -82,6 +87,11 @@ struct TokenResponse {
 }
 
 #[derive(Deserialize)]
+struct TokenError {
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     error: Option<ErrorDetail>,
 }
@@ -99,6 +109,8 @@ pub struct GraphClient {
     token: Mutex<Option<CachedToken>>,
     /// Set once a token has been obtained; read by `/readyz` without taking the lock.
     has_token: AtomicBool,
+    /// Reject requests in flight at once; the rest wait for a slot within their deadline.
+    in_flight: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
 }
 
@@ -112,6 +124,9 @@ impl GraphClient {
         // install (another client in the same process) is harmless and ignored.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
+            // Graph and the token endpoint answer where they are asked; a redirect would
+            // carry the client secret or a reject to a host nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("callscreen/", env!("CARGO_PKG_VERSION")))
@@ -123,6 +138,7 @@ impl GraphClient {
             credentials,
             token: Mutex::new(None),
             has_token: AtomicBool::new(false),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
             metrics,
         })
     }
@@ -141,14 +157,22 @@ impl GraphClient {
 
     /// Fetches a token now unless a fresh one is cached; used to warm the cache at start.
     pub async fn ensure_token(&self, deadline: Instant) -> Result<(), GraphError> {
-        self.token(deadline, false).await.map(|_| ())
+        self.token(deadline, None).await.map(|_| ())
     }
 
-    async fn token(&self, deadline: Instant, force: bool) -> Result<Secret, GraphError> {
-        let mut cached = self.token.lock().await;
+    /// A fresh token: the cached one, unless it is due for refresh or is `rejected` (Graph
+    /// answered 401 to it). Waiting for another task's refresh counts against `deadline`.
+    async fn token(
+        &self,
+        deadline: Instant,
+        rejected: Option<&Secret>,
+    ) -> Result<Secret, GraphError> {
+        let mut cached = tokio::time::timeout_at(deadline, self.token.lock())
+            .await
+            .map_err(|_| GraphError::Expired { last_status: None })?;
         if let Some(token) = cached.as_ref()
-            && !force
             && Instant::now() < token.refresh_at
+            && rejected.is_none_or(|bad| bad.expose() != token.secret.expose())
         {
             return Ok(token.secret.clone());
         }
@@ -179,20 +203,30 @@ impl GraphClient {
             )
             .body(body)
             .send();
+        let expired = |_| GraphError::Expired { last_status: None };
         let response = tokio::time::timeout_at(deadline, request)
             .await
-            .map_err(|_| GraphError::Expired)?
+            .map_err(expired)?
             .map_err(|error| GraphError::Token(describe_transport(&error)))?;
         let status = response.status();
         if !status.is_success() {
+            // The identity platform names the problem in `error` (invalid_client…); its
+            // description may echo request details, so only the code is kept.
+            let code = tokio::time::timeout_at(deadline, response.bytes())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|bytes| serde_json::from_slice::<TokenError>(&bytes).ok())
+                .and_then(|body| body.error);
+            let code = code.map(|code| format!(" ({code})")).unwrap_or_default();
             return Err(GraphError::Token(format!(
-                "token endpoint answered {}",
+                "token endpoint answered {}{code}",
                 status.as_u16()
             )));
         }
         let parsed: TokenResponse = tokio::time::timeout_at(deadline, response.json())
             .await
-            .map_err(|_| GraphError::Expired)?
+            .map_err(expired)?
             .map_err(|_| GraphError::Token("token response is not the expected JSON".into()))?;
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3599));
         // Short-lived tokens (tests, odd tenants) are refreshed at half their life.
@@ -205,10 +239,11 @@ impl GraphClient {
         Ok(token)
     }
 
-    /// Rejects the call. Retries transient failures (transport errors, 429, 5xx) with
-    /// jittered exponential backoff, honouring `Retry-After`; refreshes the token once on
-    /// 401; gives up with [`GraphError::Expired`] when `deadline` passes, or at once when
-    /// Graph's `Retry-After` reaches past it. Returns the status Graph accepted with (202).
+    /// Rejects the call. Retries transient failures (transport errors, token endpoint
+    /// failures, 429, 5xx) with jittered exponential backoff, honouring `Retry-After`;
+    /// refreshes the token once on 401; gives up with [`GraphError::Expired`] when
+    /// `deadline` passes, or at once when Graph's `Retry-After` reaches past it. Returns the
+    /// status Graph accepted with (202).
     pub async fn reject(
         &self,
         call_id: &str,
@@ -217,88 +252,159 @@ impl GraphClient {
     ) -> Result<u16, GraphError> {
         let url = self.reject_url(call_id)?;
         let payload = serde_json::to_vec(body).expect("reject body always serialises");
+        // Bounded fan-out: a burst of rejects queues here instead of exhausting sockets.
+        let _permit = tokio::time::timeout_at(deadline, self.in_flight.acquire())
+            .await
+            .map_err(|_| GraphError::Expired { last_status: None })?
+            .expect("the semaphore is never closed");
         let mut backoff = FIRST_BACKOFF;
+        let mut rejected_token: Option<Secret> = None;
         let mut refreshed = false;
-        let mut force_refresh = false;
+        let mut last_status = None;
         loop {
-            let token = self.token(deadline, force_refresh).await?;
-            force_refresh = false;
-            let request = self
-                .http
-                .post(url.clone())
-                .bearer_auth(token.expose())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(payload.clone())
-                .send();
-            let started = std::time::Instant::now();
-            let answered = tokio::time::timeout_at(deadline, request).await;
-            let status = answered
-                .as_ref()
-                .ok()
-                .and_then(|r| r.as_ref().ok())
-                .map(|r| r.status());
-            self.metrics
-                .graph_answered(status.map(|s| s.as_u16()), started.elapsed());
-            let retry_after = match answered {
-                Err(_) => return Err(GraphError::Expired),
-                Ok(Err(error)) => {
-                    tracing::warn!(call_id, error = %describe_transport(&error), "reject failed");
+            let retry_after = match self.token(deadline, rejected_token.as_ref()).await {
+                Err(GraphError::Token(reason)) => {
+                    tracing::warn!(call_id = %loggable(call_id), %reason, "no Graph token for the reject");
                     None
                 }
-                Ok(Ok(response)) => {
-                    let status = response.status().as_u16();
-                    if response.status().is_success() {
-                        return Ok(status);
-                    }
-                    let retry_after = parse_retry_after(response.headers());
-                    let request_id = header_text(response.headers(), "request-id");
-                    let code = tokio::time::timeout_at(deadline, response.bytes())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .and_then(|bytes| serde_json::from_slice::<ErrorBody>(&bytes).ok())
-                        .and_then(|body| body.error)
-                        .and_then(|detail| detail.code);
-                    tracing::warn!(
-                        call_id,
+                Err(GraphError::Expired { .. }) => return Err(GraphError::Expired { last_status }),
+                Err(other) => return Err(other),
+                Ok(token) => match self
+                    .attempt(call_id, &url, &payload, &token, deadline)
+                    .await
+                {
+                    Attempt::Accepted(status) => return Ok(status),
+                    Attempt::Expired => return Err(GraphError::Expired { last_status }),
+                    Attempt::Transient {
                         status,
-                        code = code.as_deref(),
-                        request_id = request_id.as_deref(),
-                        "graph refused the reject"
-                    );
-                    match status {
-                        401 if !refreshed => {
-                            refreshed = true;
-                            force_refresh = true;
-                            continue;
-                        }
-                        429 | 500 | 502 | 503 | 504 => retry_after,
-                        _ => {
-                            return Err(GraphError::Status {
-                                status,
-                                code,
-                                request_id,
-                            });
-                        }
+                        retry_after,
+                    } => {
+                        last_status = status.or(last_status);
+                        retry_after
                     }
-                }
+                    Attempt::Unauthorized if !refreshed => {
+                        refreshed = true;
+                        last_status = Some(401);
+                        rejected_token = Some(token);
+                        continue;
+                    }
+                    Attempt::Unauthorized => {
+                        let (code, request_id) = (Some("unauthenticated".into()), None);
+                        return Err(GraphError::Status {
+                            status: 401,
+                            code,
+                            request_id,
+                        });
+                    }
+                    Attempt::Refused(error) => return Err(error),
+                },
             };
-            let now = Instant::now();
-            let remaining = deadline.saturating_duration_since(now);
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let wait = match retry_after {
                 // Graph asked us to wait past the deadline: the call is lost, stop now.
-                Some(wait) if wait >= remaining => return Err(GraphError::Expired),
+                Some(wait) if wait >= remaining => return Err(GraphError::Expired { last_status }),
                 Some(wait) => wait,
                 // Our own backoff yields to the deadline: keep trying until it passes.
                 None => jitter(backoff).min(remaining.saturating_sub(LAST_ATTEMPT)),
             };
             backoff = (backoff * 2).min(MAX_BACKOFF);
             if remaining <= LAST_ATTEMPT {
-                return Err(GraphError::Expired);
+                return Err(GraphError::Expired { last_status });
             }
             tokio::time::sleep(wait).await;
         }
     }
+
+    /// One reject request, classified.
+    async fn attempt(
+        &self,
+        call_id: &str,
+        url: &Url,
+        payload: &[u8],
+        token: &Secret,
+        deadline: Instant,
+    ) -> Attempt {
+        let request = self
+            .http
+            .post(url.clone())
+            .bearer_auth(token.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(payload.to_vec())
+            .send();
+        let started = std::time::Instant::now();
+        let answered = tokio::time::timeout_at(deadline, request).await;
+        let status = answered
+            .as_ref()
+            .ok()
+            .and_then(|r| r.as_ref().ok())
+            .map(|r| r.status());
+        self.metrics
+            .graph_answered(status.map(|s| s.as_u16()), started.elapsed());
+        let response = match answered {
+            Err(_) => return Attempt::Expired,
+            Ok(Err(error)) => {
+                let error = describe_transport(&error);
+                tracing::warn!(call_id = %loggable(call_id), %error, "reject request failed");
+                return Attempt::Transient {
+                    status: None,
+                    retry_after: None,
+                };
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Attempt::Accepted(status);
+        }
+        let retry_after = parse_retry_after(response.headers());
+        let request_id = header_text(response.headers(), "request-id");
+        let code = tokio::time::timeout_at(deadline, response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|bytes| serde_json::from_slice::<ErrorBody>(&bytes).ok())
+            .and_then(|body| body.error)
+            .and_then(|detail| detail.code);
+        tracing::warn!(
+            call_id = %loggable(call_id),
+            status,
+            code = code.as_deref().map(loggable).as_deref(),
+            request_id = request_id.as_deref().map(loggable).as_deref(),
+            "graph refused the reject"
+        );
+        match status {
+            401 => Attempt::Unauthorized,
+            429 | 500 | 502 | 503 | 504 => Attempt::Transient {
+                status: Some(status),
+                retry_after,
+            },
+            _ => Attempt::Refused(GraphError::Status {
+                status,
+                code,
+                request_id,
+            }),
+        }
+    }
+}
+
+/// How one reject request ended.
+enum Attempt {
+    Accepted(u16),
+    /// Worth another try: no answer, 429 or a 5xx.
+    Transient {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
+    Unauthorized,
+    /// Graph refused for good (400, 403, 404, 409…).
+    Refused(GraphError),
+    Expired,
+}
+
+fn status_suffix(status: &Option<u16>) -> String {
+    status
+        .map(|status| format!(" (graph last answered {status})"))
+        .unwrap_or_default()
 }
 
 fn code_suffix(code: &Option<String>) -> String {
@@ -313,7 +419,7 @@ pub fn reject_url(base: &Url, call_id: &str) -> Result<Url, GraphError> {
     if unusable {
         return Err(GraphError::UnusableCallId(call_id.to_owned()));
     }
-    let segment = utf8_percent_encode(call_id, SEGMENT);
+    let segment = utf8_percent_encode(call_id, PATH_SEGMENT);
     let text = format!(
         "{}/communications/calls/{segment}/reject",
         base.as_str().trim_end_matches('/')

@@ -335,7 +335,10 @@ fn read_caller(source: Option<&Object>) -> Caller {
         endpoint: from_source("endpointType"),
         ..Caller::default()
     };
+    // No identity at all is a shape we do not know, not a caller who hid: calling it
+    // anonymous would let a schema change make a no-anonymous rule reject every call.
     let Some(identity) = identity else {
+        caller.kind = UNKNOWN.to_owned();
         return caller;
     };
 
@@ -432,6 +435,7 @@ fn read_meeting(info: &Object) -> Meeting {
 }
 
 const ANONYMOUS: &str = "anonymous";
+const UNKNOWN: &str = "unknown";
 const ASSERTED: &str = "assertedIdentity";
 
 /// identitySet members in the order that decides who a party is, with the kind name rules use.

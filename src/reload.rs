@@ -52,39 +52,114 @@ pub enum ReloadOutcome {
     },
 }
 
-/// Watches `dir` and sends a unit on `events` for every change inside it. The returned
-/// watcher must be kept alive for as long as events are wanted.
-pub fn watch(dir: &Path, events: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
-            Ok(event) if event.kind.is_access() => {}
-            // A full channel already holds a pending reload, which covers this change too.
-            Ok(_) => {
-                let _ = events.try_send(());
-            }
-            Err(error) => {
-                tracing::warn!(%error, "rules watcher error; reloading in case of a missed change");
-                let _ = events.try_send(());
-            }
-        }
-    })?;
-    watcher.watch(dir, RecursiveMode::NonRecursive)?;
-    Ok(watcher)
-}
-
 /// A folder that never goes quiet (a script rewriting files in a loop) is still reloaded
 /// this often, so decisions never lag its edits by more.
 pub const MAX_SETTLE: Duration = Duration::from_secs(1);
 
-/// Waits until no further event arrives for [`QUIET_PERIOD`], or [`MAX_SETTLE`] at most.
-pub async fn settle(events: &mut mpsc::Receiver<()>) {
-    let give_up = tokio::time::Instant::now() + MAX_SETTLE;
-    while tokio::time::Instant::now() < give_up {
-        let quiet = tokio::time::Instant::now() + QUIET_PERIOD;
-        match tokio::time::timeout_at(quiet.min(give_up), events.recv()).await {
-            Ok(Some(())) => continue,
-            Ok(None) | Err(_) => return,
+/// Watches the rules folder for changes to rule and list files, and notices when the folder
+/// itself is replaced (renamed away, or a symlink swapped to another folder), which a
+/// watch on the old folder cannot see.
+pub struct RulesWatcher {
+    dir: PathBuf,
+    events: mpsc::Sender<()>,
+    watcher: Option<notify::RecommendedWatcher>,
+    identity: Option<(u64, u64)>,
+}
+
+impl RulesWatcher {
+    /// Starts watching `dir`; every relevant change sends a unit on `events` (a full channel
+    /// already holds a pending reload, which covers the change too).
+    pub fn new(dir: &Path, events: mpsc::Sender<()>) -> RulesWatcher {
+        let mut watcher = RulesWatcher {
+            dir: dir.to_owned(),
+            events,
+            watcher: None,
+            identity: None,
+        };
+        watcher.rewatch();
+        watcher
+    }
+
+    /// Drops the current watch and watches the folder now at the path.
+    pub fn rewatch(&mut self) {
+        self.watcher = None;
+        self.identity = identity(&self.dir);
+        let events = self.events.clone();
+        let started =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) if event.kind.is_access() || !touches_rules(&event) => {}
+                Ok(_) => {
+                    let _ = events.try_send(());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "rules watcher error; reloading in case of a miss");
+                    let _ = events.try_send(());
+                }
+            })
+            .and_then(|mut watcher| {
+                watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
+                Ok(watcher)
+            });
+        match started {
+            Ok(watcher) => self.watcher = Some(watcher),
+            Err(error) => {
+                let dir = self.dir.display();
+                tracing::warn!(%error, %dir, "cannot watch the rules folder; SIGHUP reloads");
+            }
         }
+    }
+
+    /// True when the path now names another folder than the one watched.
+    pub fn folder_replaced(&self) -> bool {
+        identity(&self.dir) != self.identity
+    }
+}
+
+/// Device and inode of the folder the path leads to (through symlinks).
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(dir).ok()?;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+/// Whether an event concerns rule or list files, or the folder itself; editor swap files
+/// and other dot-files do not count.
+fn touches_rules(event: &notify::Event) -> bool {
+    if event.paths.is_empty() {
+        return true;
+    }
+    event.paths.iter().any(|path| {
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            return true;
+        };
+        if name.starts_with('.') {
+            return false;
+        }
+        name.ends_with(".toml") || name.ends_with(".list") || path.extension().is_none()
+    })
+}
+
+/// Gathers a burst of file events: a reload is due once the folder has been quiet for
+/// [`QUIET_PERIOD`], or [`MAX_SETTLE`] after the first event, whichever comes first.
+#[derive(Debug, Default)]
+pub struct Debouncer {
+    first: Option<tokio::time::Instant>,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Debouncer {
+    pub fn event(&mut self, now: tokio::time::Instant) {
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// When the pending reload is due; `None` when nothing is pending.
+    pub fn due(&self) -> Option<tokio::time::Instant> {
+        Some((self.last? + QUIET_PERIOD).min(self.first? + MAX_SETTLE))
+    }
+
+    pub fn clear(&mut self) {
+        *self = Debouncer::default();
     }
 }
 
@@ -127,6 +202,9 @@ pub async fn reload(
                 .rules_swapped(&new_set, new_set.rule_names());
             observers.metrics.rules_in_force(&new_version, rules);
             current.store(new_set);
+            if rules == 0 {
+                tracing::warn!("the rules folder holds no rules: every call is allowed");
+            }
             ReloadOutcome::Swapped {
                 old_version,
                 new_version,
@@ -139,10 +217,10 @@ pub async fn reload(
                 .map(ToString::to_string)
                 .unwrap_or_default();
             let more = diagnostics.len().saturating_sub(1);
-            let message = if more == 0 {
-                first
-            } else {
-                format!("{first} (and {more} more problems)")
+            let message = match more {
+                0 => first,
+                1 => format!("{first} (and 1 more problem)"),
+                _ => format!("{first} (and {more} more problems)"),
             };
             observers.status.reload_failed(message);
             ReloadOutcome::KeptLastGood {
@@ -168,7 +246,7 @@ fn log_outcome(outcome: &ReloadOutcome, trigger: Trigger) {
             tracing::info!(trigger, old_version, new_version, rules, "rules reloaded");
         }
         ReloadOutcome::Unchanged { version } => {
-            tracing::debug!(trigger, version, "rules unchanged");
+            tracing::info!(trigger, version, "rules unchanged");
         }
         ReloadOutcome::KeptLastGood {
             version,
@@ -184,5 +262,66 @@ fn log_outcome(outcome: &ReloadOutcome, trigger: Trigger) {
                 "rules reload failed; the last good rules stay in force"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(paths: &[&str]) -> notify::Event {
+        let mut event = notify::Event::new(notify::EventKind::Any);
+        for path in paths {
+            event = event.add_path(PathBuf::from(path));
+        }
+        event
+    }
+
+    #[test]
+    fn only_rule_and_list_files_trigger_a_reload() {
+        assert!(touches_rules(&event(&[
+            "/etc/callscreen/rules/50-spam.toml"
+        ])));
+        assert!(touches_rules(&event(&["/etc/callscreen/rules/vip.list"])));
+        assert!(touches_rules(&event(&[
+            "/r/.50-spam.toml.tmp",
+            "/r/50-spam.toml"
+        ])));
+        assert!(touches_rules(&event(&["/etc/callscreen/rules"])));
+        assert!(touches_rules(&event(&[])));
+        assert!(!touches_rules(&event(&["/r/.50-spam.toml.swp"])));
+        assert!(!touches_rules(&event(&["/r/notes.txt"])));
+        assert!(!touches_rules(&event(&["/r/50-spam.toml~"])));
+    }
+
+    #[test]
+    fn a_burst_is_due_when_quiet_or_after_the_cap() {
+        let start = tokio::time::Instant::now();
+        let mut debouncer = Debouncer::default();
+        assert_eq!(debouncer.due(), None);
+        debouncer.event(start);
+        assert_eq!(debouncer.due(), Some(start + QUIET_PERIOD));
+        // Events every 100 ms keep it waiting, but never past the cap.
+        for step in 1..20 {
+            debouncer.event(start + Duration::from_millis(100 * step));
+        }
+        assert_eq!(debouncer.due(), Some(start + MAX_SETTLE));
+        debouncer.clear();
+        assert_eq!(debouncer.due(), None);
+    }
+
+    #[test]
+    fn a_replaced_folder_is_noticed() {
+        let parent = tempfile::tempdir().unwrap();
+        let rules = parent.path().join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        let (sender, _receiver) = mpsc::channel(1);
+        let mut watcher = RulesWatcher::new(&rules, sender);
+        assert!(!watcher.folder_replaced());
+        std::fs::rename(&rules, parent.path().join("rules.old")).unwrap();
+        std::fs::create_dir(&rules).unwrap();
+        assert!(watcher.folder_replaced());
+        watcher.rewatch();
+        assert!(!watcher.folder_replaced());
     }
 }

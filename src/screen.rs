@@ -141,7 +141,7 @@ impl Screener {
                             graph_status = failure.status();
                             error = Some(failure.to_string());
                             match failure {
-                                crate::graph::GraphError::Expired => Outcome::Expired,
+                                crate::graph::GraphError::Expired { .. } => Outcome::Expired,
                                 _ => Outcome::Failed,
                             }
                         }
@@ -166,13 +166,13 @@ impl Screener {
             self.status.record_hit(rule, mode == "audit", &facts);
         }
         tracing::info!(
-            call_id = %facts.call_id,
-            caller_kind = %facts.caller.kind,
+            call_id = %loggable(&facts.call_id),
+            caller_kind = %loggable(&facts.caller.kind),
             action = decision.action.as_str(),
-            rule = decision.rule.as_deref(),
+            rule = decision.rule.as_deref().unwrap_or("-"),
             mode,
             outcome = outcome.as_str(),
-            graph_status,
+            graph_status = graph_status.unwrap_or(0),
             latency_ms,
             rules_version = rules.version(),
             "decision"
@@ -203,6 +203,16 @@ impl Screener {
         };
         self.audit.record(record).await;
         outcome
+    }
+}
+
+/// A value from a notification made safe for a text log line: control characters (line
+/// breaks, terminal escapes, NUL) are escaped, so a hostile call id cannot forge log lines.
+pub fn loggable(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(value.escape_debug().to_string())
+    } else {
+        std::borrow::Cow::Borrowed(value)
     }
 }
 
@@ -252,6 +262,14 @@ impl RecentCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_logs() {
+        assert_eq!(loggable("57dab8b1-894c"), "57dab8b1-894c");
+        assert_eq!(loggable("a\nINFO forged"), "a\\nINFO forged");
+        assert_eq!(loggable("x\u{1b}[31m\0"), "x\\u{1b}[31m\\0");
+        assert!(matches!(loggable("plain"), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn a_call_is_seen_once_until_it_ages_out() {

@@ -22,9 +22,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::inbound::JwtVerifier;
-use crate::notification::{self, NotificationError};
-use crate::screen::Screener;
+use crate::notification::{self, NotificationError, SkipReason};
+use crate::screen::{Screener, loggable};
 
+/// Bodies larger than this are parsed on the blocking pool.
+const BLOCKING_PARSE_THRESHOLD: usize = 64 * 1024;
 /// Open connections get this long to finish their current request at shutdown.
 const CONNECTION_GRACE: Duration = Duration::from_secs(5);
 
@@ -266,7 +268,16 @@ impl Server {
             Ok(Ok(collected)) => collected.to_bytes(),
         };
 
-        let parsed = match notification::parse(&bytes) {
+        // Large bodies are parsed off the async workers so they cannot stall other requests.
+        let parsed = if bytes.len() > BLOCKING_PARSE_THRESHOLD {
+            let body = bytes.clone();
+            tokio::task::spawn_blocking(move || notification::parse(&body))
+                .await
+                .unwrap_or(Err(NotificationError::NotNotifications))
+        } else {
+            notification::parse(&bytes)
+        };
+        let parsed = match parsed {
             Ok(parsed) => parsed,
             Err(NotificationError::Legacy) => {
                 // Graph re-sends a legacy-format notification in Graph format after a 204.
@@ -283,10 +294,19 @@ impl Server {
         };
 
         for skipped in &parsed.skipped {
+            // An invite without a usable call id cannot be decided or audited: say so loudly.
+            if matches!(skipped.why, SkipReason::NoCallId) {
+                tracing::warn!(
+                    index = skipped.index,
+                    why = skipped.why.as_str(),
+                    "invite without a call id: not screened"
+                );
+                continue;
+            }
             tracing::debug!(
                 index = skipped.index,
-                call_id = skipped.call_id.as_deref(),
-                change_type = skipped.change_type.as_deref(),
+                call_id = skipped.call_id.as_deref().map(loggable).as_deref(),
+                change_type = skipped.change_type.as_deref().map(loggable).as_deref(),
                 why = skipped.why.as_str(),
                 "notification not screened"
             );
@@ -312,8 +332,11 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    media_type == "application/json"
-        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+    let structured_json = media_type
+        .strip_prefix("application/")
+        .and_then(|subtype| subtype.strip_suffix("+json"))
+        .is_some_and(|prefix| !prefix.is_empty());
+    media_type == "application/json" || structured_json
 }
 
 fn json(status: StatusCode, body: &str) -> HttpResponse {
@@ -346,7 +369,12 @@ mod tests {
         assert!(is_json(Some(&HeaderValue::from_static(
             "application/vnd.api+json"
         ))));
-        for value in ["text/plain", "application/x-www-form-urlencoded", "json"] {
+        for value in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "json",
+            "application/+json",
+        ] {
             assert!(!is_json(Some(&HeaderValue::from_static(value))), "{value}");
         }
         assert!(!is_json(None));

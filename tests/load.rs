@@ -63,7 +63,8 @@ fn setup(graph: &FakeGraph) -> Setup {
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\nmode = \"enforce\"\n[audit]\npath = \"audit.jsonl\"\n\
-             [graph]\nbase_url = \"{}\"\ntoken_url = \"{}\"\ntenant_id = \"t\"\nclient_id = \"c\"\n",
+             [graph]\nbase_url = \"{}\"\ntoken_url = \"{}\"\n\
+             tenant_id = \"t\"\nclient_id = \"c\"\n",
             graph.base_url(),
             graph.token_url()
         ),
@@ -155,18 +156,37 @@ fn drive(
     Arc::try_unwrap(sent).unwrap().into_inner().unwrap()
 }
 
-fn rewrite_rules_repeatedly(rules: &Path, times: usize) -> usize {
+/// Reload outcomes the daemon has logged so far (swapped, refused or unchanged).
+fn reload_outcomes(logs: &Captured) -> usize {
+    let text = logs.text();
+    [
+        "rules reloaded",
+        "the last good rules stay",
+        "rules unchanged",
+    ]
+    .iter()
+    .map(|marker| text.matches(marker).count())
+    .sum()
+}
+
+/// Rewrites the rule file `times` times (B, broken, A, broken, …), each time waiting until
+/// the daemon has acted on the change, so every version really meets the load.
+fn rewrite_rules_repeatedly(rules: &Path, times: usize, logs: &Captured) -> usize {
     for round in 0..times {
         let text = match round % 4 {
             0 => RULES_B,
             2 => RULES_A,
             _ => BROKEN,
         };
+        let before = reload_outcomes(logs);
         // Editors replace files by rename; do the same so a reader never sees half a file.
         let staging = rules.join(".50-rules.toml.tmp");
         std::fs::write(&staging, text).unwrap();
         std::fs::rename(&staging, rules.join("50-rules.toml")).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        wait_for(Duration::from_secs(10), || {
+            (reload_outcomes(logs) > before).then_some(())
+        })
+        .expect("the daemon acted on the rewrite");
     }
     times
 }
@@ -186,8 +206,9 @@ fn two_thousand_invites_with_rule_rewrites_each_get_one_record_and_one_request()
     let rules_dir = setup.dir.join("rules");
     let rewriter = {
         let done = rewrites_done.clone();
+        let logs = daemon.stderr.clone();
         std::thread::spawn(move || {
-            let written = rewrite_rules_repeatedly(&rules_dir, 50);
+            let written = rewrite_rules_repeatedly(&rules_dir, 50, &logs);
             done.store(true, Ordering::SeqCst);
             written
         })
@@ -271,8 +292,12 @@ fn two_thousand_invites_with_rule_rewrites_each_get_one_record_and_one_request()
         .filter(|line| line.contains("the last good rules stay"))
         .count();
     assert_eq!(rewrites, 50);
-    assert!(refused >= 1, "broken versions were offered and refused");
-    assert!(!swapped.is_empty(), "valid versions were swapped in");
+    assert_eq!(refused, 25, "every broken version was refused");
+    assert_eq!(
+        swapped.len(),
+        2,
+        "both valid versions were swapped in: {swapped:?}"
+    );
     assert!(swapped.is_subset(&valid_versions), "{swapped:?}");
 
     let mut latencies: Vec<Duration> = per_call

@@ -244,7 +244,7 @@ fn status_reports_rules_hits_shadow_evidence_and_reload_errors() {
         error.contains("60-broken.toml:1:1: rule is missing \"action\""),
         "{error}"
     );
-    assert!(error.ends_with("(and 1 more problems)"), "{error}");
+    assert!(error.ends_with("(and 1 more problem)"), "{error}");
     let rules = status["rules"].as_array().unwrap();
     assert_eq!(rules[0]["name"], "no-anonymous");
     assert_eq!(rules[0]["hits"], 1);

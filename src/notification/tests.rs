@@ -661,9 +661,13 @@ fn caller_without_any_id_is_anonymous() {
 }
 
 #[test]
-fn empty_or_missing_identity_is_anonymous() {
+fn empty_identity_is_anonymous_and_missing_identity_is_unknown() {
     let anonymous = Caller {
         kind: "anonymous".into(),
+        ..Caller::default()
+    };
+    let unknown = Caller {
+        kind: "unknown".into(),
         ..Caller::default()
     };
     assert_eq!(caller_of(json!({})), anonymous);
@@ -671,12 +675,13 @@ fn empty_or_missing_identity_is_anonymous() {
         caller_of(json!({ "@odata.type": "#microsoft.graph.identitySet" })),
         anonymous
     );
-    assert_eq!(caller_of(json!(null)), anonymous);
-    assert_eq!(caller_of(json!("user")), anonymous);
+    // No identity set at all is not a caller who hid: it must not match "anonymous".
+    assert_eq!(caller_of(json!(null)), unknown);
+    assert_eq!(caller_of(json!("user")), unknown);
     let no_source = one_invite(invite("c1", json!({})));
-    assert_eq!(no_source.caller, anonymous);
+    assert_eq!(no_source.caller, unknown);
     let located = one_invite(invite("c1", json!({ "source": { "region": "emea" } })));
-    assert_eq!(located.caller.kind, "anonymous");
+    assert_eq!(located.caller.kind, "unknown");
     assert_eq!(located.caller.region, s("emea"));
 }
 
@@ -1316,7 +1321,7 @@ fn odd_elements_do_not_spoil_the_batch() {
     let expected = Facts {
         call_id: "c2".into(),
         caller: Caller {
-            kind: "anonymous".into(),
+            kind: "unknown".into(),
             ..Caller::default()
         },
         ..Facts::default()
