@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::rules::{self, Diagnostic, RuleSet};
+use crate::rules::{self, Diagnostic, RuleSet, RuleSetDiff};
 
 /// Editors write a file in several steps (truncate, write, rename); wait until the folder
 /// has been quiet this long before compiling.
@@ -39,6 +39,8 @@ pub enum ReloadOutcome {
         old_version: String,
         new_version: String,
         rules: usize,
+        /// Rule names added, removed and changed by this reload.
+        diff: RuleSetDiff,
     },
     Unchanged {
         version: String,
@@ -98,6 +100,14 @@ pub async fn reload(
             version: old_version,
         },
         Ok(new_set) => {
+            // Unchanged rate conditions keep counting where the old set left off.
+            let previous = current.load_full();
+            new_set.inherit_state(&previous);
+            let diff = new_set.diff(&previous);
+            for warning in new_set.warnings() {
+                tracing::warn!(trigger = trigger.as_str(), "{warning}");
+            }
+
             let new_version = new_set.version().to_owned();
             let rules = new_set.len();
             current.store(Arc::new(new_set));
@@ -105,6 +115,7 @@ pub async fn reload(
                 old_version,
                 new_version,
                 rules,
+                diff,
             }
         }
         Err(diagnostics) => ReloadOutcome::KeptLastGood {
@@ -123,8 +134,18 @@ fn log_outcome(outcome: &ReloadOutcome, trigger: Trigger) {
             old_version,
             new_version,
             rules,
+            diff,
         } => {
-            tracing::info!(trigger, old_version, new_version, rules, "rules reloaded");
+            tracing::info!(
+                trigger,
+                old_version,
+                new_version,
+                rules,
+                added = ?diff.added,
+                removed = ?diff.removed,
+                changed = ?diff.changed,
+                "rules reloaded"
+            );
         }
         ReloadOutcome::Unchanged { version } => {
             tracing::debug!(trigger, version, "rules unchanged");
