@@ -26,7 +26,7 @@ impl fmt::Display for Failure {
         write!(f, "{} {} {}", self.field, self.operator, self.expected)?;
         match &self.actual {
             Some(actual) => write!(f, ", actual {actual}"),
-            None => write!(f, ", actual: missing"),
+            None => write!(f, ", actual missing"),
         }
     }
 }

@@ -100,6 +100,7 @@ pub struct Source {
 }
 
 pub use compile::{compile, load_dir};
+pub(crate) use compile::{describe, entries};
 pub use matcher::RuleSet;
 
 #[allow(dead_code)]
