@@ -605,7 +605,8 @@ mod tests {
     #[test]
     fn failures_show_expected_and_actual() {
         let (found, _) = cases(
-            "[[test]]\nname = \"user\"\naction = \"reject\"\n[test.facts]\ncaller.kind = \"user\"\n\n\
+            "[[test]]\nname = \"user\"\naction = \"reject\"\n\
+             [test.facts]\ncaller.kind = \"user\"\n\n\
              [[test]]\naction = \"allow\"\nrule = false\n[test.facts]\ncaller.kind = \"user\"\n",
         );
         let report = run(&rules(), &found);

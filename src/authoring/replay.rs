@@ -139,7 +139,7 @@ impl ReplayReport {
 pub fn describe(action: Action, rule: Option<&str>) -> String {
     match rule {
         Some(rule) => format!("{} by {rule:?}", action.as_str()),
-        None => format!("{} ({NO_RULE})", action.as_str()),
+        None => format!("{} {NO_RULE}", action.as_str()),
     }
 }
 
