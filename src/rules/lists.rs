@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::compile::{FileCx, describe, entries};
 use super::diag::Diagnostic;
-use super::matcher::{fold, with_folded};
+use super::matcher::with_folded;
 use crate::facts::normalize_phone;
 
 /// The values of one list in the form a condition compares them: case-folded text, or
@@ -71,6 +71,7 @@ pub(crate) struct ListDef<'s> {
     line: usize,
     values: Vec<ListValue<'s>>,
     text: OnceCell<Arc<ValueSet>>,
+    digest: OnceCell<u64>,
     /// `None` inside: some value is no phone number (already reported).
     phone: OnceCell<Option<Arc<ValueSet>>>,
     pub(crate) used: Cell<bool>,
@@ -203,6 +204,7 @@ impl<'s> Lists<'s> {
                 line,
                 values,
                 text: OnceCell::new(),
+                digest: OnceCell::new(),
                 phone: OnceCell::new(),
                 used: Cell::new(false),
             },
@@ -228,10 +230,10 @@ impl ListDef<'_> {
     pub(crate) fn text_set(&self) -> Arc<ValueSet> {
         self.text
             .get_or_init(|| {
-                let values = self.values.iter().map(|value| {
-                    let folded = fold(&value.text);
-                    folded.into_boxed_str()
-                });
+                let values = self
+                    .values
+                    .iter()
+                    .map(|value| with_folded(&value.text, |folded| Box::<str>::from(folded)));
                 Arc::new(self.build(values))
             })
             .clone()
@@ -264,16 +266,19 @@ impl ListDef<'_> {
     }
 
     fn build(&self, values: impl Iterator<Item = Box<str>>) -> ValueSet {
-        let mut digest = DefaultHasher::new();
-        for value in &self.values {
-            value.text.hash(&mut digest);
-        }
+        let digest = *self.digest.get_or_init(|| {
+            let mut digest = DefaultHasher::new();
+            for value in &self.values {
+                value.text.hash(&mut digest);
+            }
+            digest.finish()
+        });
         let mut set = HashSet::with_capacity(self.values.len());
         set.extend(values);
         ValueSet {
             name: self.name.clone(),
             values: set,
-            digest: digest.finish(),
+            digest,
         }
     }
 }

@@ -409,6 +409,9 @@ fn fold_chars(text: &str) -> impl Iterator<Item = char> + '_ {
 
 /// The case-folded form rule values are stored in.
 pub(crate) fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     fold_chars(text).collect()
 }
 
