@@ -188,6 +188,26 @@ fn list_errors_point_at_the_value() {
 }
 
 #[test]
+fn new_keys_get_suggestions_too() {
+    let errors = errors_of(&[
+        ("a.toml", &rule("caller.id = { in_lst = \"vip\" }")),
+        ("b.toml", "[list]\nvip = [\"x\"]\n"),
+    ]);
+    assert_eq!(
+        errors,
+        [
+            "a.toml:5:15: unknown operator \"in_lst\" for \"caller.id\" \
+             (did you mean \"in_list\"?)",
+            "b.toml:1:2: unknown top-level key \"list\" (did you mean \"lists\"?)",
+        ]
+    );
+    assert_eq!(
+        errors_of(&[("a.toml", &rule("rates = 1"))]),
+        ["a.toml:5:1: unknown field \"rates\" (did you mean \"rate\"?)"]
+    );
+}
+
+#[test]
 fn unused_and_empty_lists_are_warnings() {
     let warnings = warnings_of(&[
         ("10-a.toml", &rule("caller.id = { in_list = \"blocked\" }")),
