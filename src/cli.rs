@@ -1,5 +1,6 @@
-//! Command-line interface: `run`, `check` and `eval`. Output meant for people goes to
-//! stdout/stderr directly; diagnostics of the running daemon go through `tracing`.
+//! Command-line interface: `run`, `check`, `eval`, `test`, `explain` and `replay`. Output
+//! meant for people goes to stdout/stderr directly; diagnostics of the running daemon go
+//! through `tracing`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use callscreen::authoring::{cases, explain, replay};
 use callscreen::config::{Config, Overrides};
 use callscreen::facts::Facts;
 use callscreen::rules::{self, Action, Reason, RuleMode, RuleSet};
@@ -58,11 +60,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check that a rules folder compiles.
+    /// Check that a rules folder compiles and its rule tests pass.
     ///
     /// Prints a one-line summary and exits 0, or prints every problem as
-    /// `file:line:col: message` and exits 1. With --config, the config file is checked too
-    /// and its `rules` folder is used unless --rules is given.
+    /// `file:line:col: message` (and every failing rule test) and exits 1. Warnings
+    /// (`file:line:col: warning: message`) do not change the exit status. With --config, the
+    /// config file is checked too and its `rules` folder is used unless --rules is given.
     Check {
         /// Rules folder (default: the config's `rules`, else ./rules).
         #[arg(long, value_name = "DIR")]
@@ -98,6 +101,54 @@ pub enum Command {
         rules: PathBuf,
         /// commsNotifications JSON files; `-` reads standard input.
         #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the rule tests of a rules folder.
+    ///
+    /// Tests are `[[test]]` tables in rule files or in `*.test.toml` files beside them. Each
+    /// failure is printed with the expected and the actual decision and the facts; exits 0
+    /// with a summary line when all pass, 1 otherwise.
+    Test {
+        /// Rules folder (default: ./rules).
+        #[arg(long, value_name = "DIR", default_value = "rules")]
+        rules: PathBuf,
+    },
+    /// Show, rule by rule, why invites are decided as they are.
+    ///
+    /// For each invite: every rule in order with the first condition that failed (field,
+    /// operator, expected and actual value), disabled rules as skipped, up to the rule that
+    /// decided, or "no rule matched → allow".
+    Explain {
+        /// Rules folder (default: ./rules).
+        #[arg(long, value_name = "DIR", default_value = "rules")]
+        rules: PathBuf,
+        /// One JSON object per invite instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Evaluation time for time windows (RFC 3339, e.g. 2026-03-29T09:00:00+02:00);
+        /// default now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<jiff::Timestamp>,
+        /// commsNotifications JSON files; `-` reads standard input.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Decide the invites of audit logs again with other rules, and show what would change.
+    ///
+    /// Reads audit records (JSON lines written by the daemon; `-` = standard input),
+    /// re-decides each from its `facts` at its recorded time, skipping `duplicate` records
+    /// and warning about lines that are not records. Prints the decisions that would change,
+    /// counts per rule, what rules in audit mode would have rejected, and a summary. Exits 0
+    /// when nothing changes, 1 when something does, 2 on errors.
+    Replay {
+        /// The rules to try.
+        #[arg(long, value_name = "DIR")]
+        rules: PathBuf,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Audit log files, oldest first.
+        #[arg(value_name = "AUDIT.jsonl", required = true)]
         files: Vec<PathBuf>,
     },
 }
@@ -146,6 +197,14 @@ pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { rules, config } => check(rules, config.as_deref()),
         Command::Eval { rules, files } => eval(&rules, &files),
         Command::Status { config, url, json } => status(config.as_deref(), url, json),
+        Command::Test { rules } => test(&rules),
+        Command::Explain {
+            rules,
+            json,
+            at,
+            files,
+        } => explain(&rules, json, at, &files),
+        Command::Replay { rules, json, files } => replay(&rules, json, &files),
     }
 }
 
@@ -153,7 +212,7 @@ fn status(config: Option<&Path>, url: Option<String>, json: bool) -> anyhow::Res
     let base = match (url, config) {
         (Some(url), _) => url,
         (None, Some(path)) => {
-            let config = Config::load(Some(path), &Overrides::default())?;
+            let config = Config::load_for_check(path, &Overrides::default())?;
             let scheme = if config.tls.is_some() {
                 "https"
             } else {
@@ -253,10 +312,32 @@ fn check(rules: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<ExitCo
     };
     match rules::load_dir(&dir) {
         Ok(rule_set) => {
+            let mut stderr = std::io::stderr().lock();
+            for warning in rule_set.warnings() {
+                writeln!(stderr, "{warning}")?;
+            }
+            let (cases, problems) = cases::load(&dir);
+            let report = cases::run(&rule_set, &cases);
+            if !problems.is_empty() || !report.failures.is_empty() {
+                print_test_problems(&mut stderr, &problems, &report)?;
+                writeln!(
+                    stderr,
+                    "error: {} of {} rule tests failed in {}",
+                    report.cases - report.passed + problems.len(),
+                    report.cases + problems.len(),
+                    dir.display()
+                )?;
+                return Ok(ExitCode::from(1));
+            }
             let count = rule_set.len();
             let noun = if count == 1 { "rule" } else { "rules" };
+            let tests = match report.cases {
+                0 => String::new(),
+                1 => ", 1 test passed".to_owned(),
+                cases => format!(", {cases} tests passed"),
+            };
             println!(
-                "ok: {count} {noun} in {} (rules_version {})",
+                "ok: {count} {noun} in {} (rules_version {}){tests}",
                 dir.display(),
                 rule_set.version()
             );
@@ -276,6 +357,237 @@ fn check(rules: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<ExitCo
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn print_test_problems(
+    out: &mut impl Write,
+    problems: &[rules::Diagnostic],
+    report: &cases::TestReport,
+) -> std::io::Result<()> {
+    for problem in problems {
+        writeln!(out, "{problem}")?;
+    }
+    for failure in &report.failures {
+        writeln!(out, "{failure}")?;
+    }
+    Ok(())
+}
+
+/// The rule set of `dir`, or its diagnostics printed to stderr.
+fn load_or_report(dir: &Path) -> Option<RuleSet> {
+    match rules::load_dir(dir) {
+        Ok(rule_set) => Some(rule_set),
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            eprintln!("error: the rules in {} do not compile", dir.display());
+            None
+        }
+    }
+}
+
+fn test(dir: &Path) -> anyhow::Result<ExitCode> {
+    let Some(rule_set) = load_or_report(dir) else {
+        return Ok(ExitCode::from(1));
+    };
+    let (cases, problems) = cases::load(dir);
+    let report = cases::run(&rule_set, &cases);
+    let mut stdout = std::io::stdout().lock();
+    print_test_problems(&mut stdout, &problems, &report)?;
+    let total = report.cases + problems.len();
+    if problems.is_empty() && report.failures.is_empty() {
+        let noun = if total == 1 { "test" } else { "tests" };
+        writeln!(stdout, "ok: {total} {noun} passed in {}", dir.display())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        stdout,
+        "FAILED: {} of {total} tests failed in {}",
+        total - report.passed,
+        dir.display()
+    )?;
+    Ok(ExitCode::from(1))
+}
+
+fn explain(
+    dir: &Path,
+    json: bool,
+    at: Option<jiff::Timestamp>,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let Some(rule_set) = load_or_report(dir) else {
+        return Ok(ExitCode::from(1));
+    };
+    let now = at.unwrap_or_else(jiff::Timestamp::now);
+    let mut stdout = std::io::stdout().lock();
+    let mut unreadable = 0;
+    let mut first = true;
+    for file in files {
+        let parsed = read_input(file).and_then(|bytes| Ok(notification::parse(&bytes)?));
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                eprintln!("{}: {error:#}", file.display());
+                unreadable += 1;
+                continue;
+            }
+        };
+        let source = file.display().to_string();
+        for facts in &parsed.invites {
+            let explanation = rule_set.explain_at(facts, now);
+            if json {
+                let value = explain::to_json(&source, facts, &explanation);
+                serde_json::to_writer(&mut stdout, &value)?;
+                writeln!(stdout)?;
+            } else {
+                if !first {
+                    writeln!(stdout)?;
+                }
+                explain::write_text(&mut stdout, &source, facts, &explanation)?;
+            }
+            first = false;
+        }
+    }
+    Ok(if unreadable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn replay(dir: &Path, json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let Some(rule_set) = load_or_report(dir) else {
+        return Ok(ExitCode::from(2));
+    };
+    let mut report = replay::ReplayReport::default();
+    let mut unreadable = 0;
+    for file in files {
+        let source = file.display().to_string();
+        if file.as_os_str() == "-" {
+            report.read(&rule_set, &source, std::io::stdin().lock());
+            continue;
+        }
+        match std::fs::File::open(file) {
+            Ok(opened) => report.read(&rule_set, &source, std::io::BufReader::new(opened)),
+            Err(error) => {
+                eprintln!("{source}: cannot read the file: {error}");
+                unreadable += 1;
+            }
+        }
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        write_replay_text(&mut stdout, &rule_set, &report)?;
+    }
+    Ok(match (unreadable, report.changes.is_empty()) {
+        (0, true) => ExitCode::SUCCESS,
+        (0, false) => ExitCode::from(1),
+        _ => ExitCode::from(2),
+    })
+}
+
+fn write_replay_text(
+    out: &mut impl Write,
+    rule_set: &RuleSet,
+    report: &replay::ReplayReport,
+) -> std::io::Result<()> {
+    for change in &report.changes {
+        writeln!(
+            out,
+            "{}  {}  {} → {}",
+            change.call_id,
+            change.ts,
+            replay::describe(change.old_action, change.old_rule.as_deref()),
+            replay::describe(change.new_action, change.new_rule.as_deref()),
+        )?;
+    }
+    if !report.per_rule.is_empty() {
+        writeln!(out, "\nchanges per rule (invites gained / lost):")?;
+        let width = report
+            .per_rule
+            .keys()
+            .map(|name| name.len())
+            .max()
+            .unwrap_or(0);
+        for (rule, counts) in &report.per_rule {
+            writeln!(
+                out,
+                "  {rule:<width$}  +{} / -{}",
+                counts.gained, counts.lost
+            )?;
+        }
+    }
+    if !report.shadow.is_empty() {
+        writeln!(
+            out,
+            "\naudit-mode rules (would reject under {}):",
+            dir_version(rule_set)
+        )?;
+        for (rule, stats) in report.shadow.iter() {
+            let callers = if stats.callers == 1 {
+                "caller"
+            } else {
+                "callers"
+            };
+            let mut line = format!(
+                "  {rule}: {} calls from {}{} distinct {callers}",
+                stats.calls,
+                if stats.callers_capped {
+                    "at least "
+                } else {
+                    ""
+                },
+                stats.callers
+            );
+            if stats.unidentified > 0 {
+                line.push_str(&format!(" (+{} unidentified)", stats.unidentified));
+            }
+            line.push_str(&format!(
+                ", since {} (rules_version {}), last {}",
+                stats.since, stats.since_version, stats.last
+            ));
+            writeln!(out, "{line}")?;
+        }
+    }
+    let mut skipped = Vec::new();
+    if report.duplicates > 0 {
+        skipped.push(format!("{} duplicates", report.duplicates));
+    }
+    if report.without_facts > 0 {
+        skipped.push(format!("{} without facts", report.without_facts));
+    }
+    if report.bad_lines > 0 {
+        skipped.push(format!("{} bad lines", report.bad_lines));
+    }
+    let skipped = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(" (skipped: {})", skipped.join(", "))
+    };
+    let noun = if report.changes.len() == 1 {
+        "decision"
+    } else {
+        "decisions"
+    };
+    writeln!(
+        out,
+        "\nreplayed {} of {} records{skipped}: {} {noun} would change",
+        report.replayed,
+        report.records,
+        report.changes.len()
+    )
+}
+
+fn dir_version(rule_set: &RuleSet) -> String {
+    format!("rules_version {}", rule_set.version())
 }
 
 /// One line of `eval` output.

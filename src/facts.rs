@@ -182,6 +182,62 @@ impl Facts {
     }
 }
 
+impl Facts {
+    /// Sets a text or phone field; `None` removes the value (for `caller.kind`, leaves it
+    /// empty). Returns false, changing nothing, for set and boolean fields.
+    pub fn set_text(&mut self, field: Field, value: Option<String>) -> bool {
+        let slot = match field {
+            Field::CallerKind => {
+                self.caller.kind = value.unwrap_or_default();
+                return true;
+            }
+            Field::CallerId => &mut self.caller.id,
+            Field::CallerName => &mut self.caller.name,
+            Field::CallerTenant => &mut self.caller.tenant,
+            Field::CallerProvider => &mut self.caller.provider,
+            Field::CallerPhone => &mut self.caller.phone,
+            Field::CallerAsserted => &mut self.caller.asserted,
+            Field::CallerRegion => &mut self.caller.region,
+            Field::CallerLanguage => &mut self.caller.language,
+            Field::CallerCountry => &mut self.caller.country,
+            Field::CallerEndpoint => &mut self.caller.endpoint,
+            Field::TargetId => &mut self.target.id,
+            Field::TargetKind => &mut self.target.kind,
+            Field::Tenant => &mut self.tenant,
+            Field::MeetingKind => &mut self.meeting.kind,
+            Field::MeetingOrganizerId => &mut self.meeting.organizer_id,
+            Field::MeetingOrganizerTenant => &mut self.meeting.organizer_tenant,
+            Field::ChatThread => &mut self.chat_thread,
+            Field::OnBehalfOfId => &mut self.on_behalf_of_id,
+            Field::Modalities | Field::Group | Field::Transferred => return false,
+        };
+        *slot = value;
+        true
+    }
+
+    /// Sets a boolean field; false for other fields.
+    pub fn set_flag(&mut self, field: Field, value: bool) -> bool {
+        match field {
+            Field::Group => self.group = value,
+            Field::Transferred => self.transferred = value,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Sets the members of a set field, lowercased as the notification parser stores them;
+    /// false for other fields.
+    pub fn set_members(&mut self, field: Field, members: Vec<String>) -> bool {
+        match field {
+            Field::Modalities => {
+                self.modalities = members.iter().map(|member| member.to_lowercase()).collect();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Brings a phone number to E.164 form: `tel:` and visual separators (spaces, `-`, `.`,
 /// `(`, `)`, `/`) dropped, a leading `00` turned into `+`. Returns `None` when what is left
 /// is not `+` followed by digits, or digits alone (national numbers are kept as digits).
@@ -220,6 +276,28 @@ mod tests {
             assert_eq!(Field::from_name(field.name()), Some(*field));
         }
         assert_eq!(Field::from_name("caller.nmae"), None);
+    }
+
+    #[test]
+    fn setters_reach_every_field_of_their_type() {
+        for field in Field::ALL {
+            let mut facts = Facts::default();
+            match field.field_type() {
+                FieldType::Text | FieldType::Phone => {
+                    assert!(facts.set_text(*field, Some("x".into())));
+                    assert_eq!(facts.text(*field), Some("x"), "{}", field.name());
+                }
+                FieldType::Bool => {
+                    assert!(facts.set_flag(*field, true));
+                    assert_eq!(facts.flag(*field), Some(true));
+                }
+                FieldType::Set => {
+                    assert!(facts.set_members(*field, vec!["Video".into()]));
+                    assert_eq!(facts.set(*field), Some(&["video".to_owned()][..]));
+                }
+            }
+        }
+        assert!(!Facts::default().set_text(Field::Group, None));
     }
 
     #[test]

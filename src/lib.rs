@@ -6,6 +6,7 @@
 //! enforce mode goes to Graph through [`graph`]; every decision is written by [`audit`].
 
 pub mod audit;
+pub mod authoring;
 pub mod config;
 pub mod daemon;
 pub mod facts;

@@ -11,7 +11,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::rules::{self, Diagnostic, RuleSet};
+use crate::rules::{self, Diagnostic, RuleSet, RuleSetDiff};
 use crate::status::Status;
 
 /// Editors write a file in several steps (truncate, write, rename); wait until the folder
@@ -41,6 +41,8 @@ pub enum ReloadOutcome {
         old_version: String,
         new_version: String,
         rules: usize,
+        /// Rule names added, removed and changed by this reload.
+        diff: RuleSetDiff,
     },
     Unchanged {
         version: String,
@@ -193,13 +195,20 @@ pub async fn reload(
             version: old_version,
         },
         Ok(new_set) => {
+            // Unchanged rate conditions keep counting where the old set left off.
+            let previous = current.load_full();
+            new_set.inherit_state(&previous);
+            let diff = new_set.diff(&previous);
+            for warning in new_set.warnings() {
+                tracing::warn!(trigger = trigger.as_str(), "{warning}");
+            }
+
             let new_version = new_set.version().to_owned();
             let rules = new_set.len();
             let new_set = Arc::new(new_set);
-            // Without a per-rule comparison every rule counts as redefined.
-            observers
-                .status
-                .rules_swapped(&new_set, new_set.rule_names());
+            // Rules added or redefined start their status history afresh.
+            let redefined = diff.added.iter().chain(&diff.changed).map(String::as_str);
+            observers.status.rules_swapped(&new_set, redefined);
             observers.metrics.rules_in_force(&new_version, rules);
             current.store(new_set);
             if rules == 0 {
@@ -209,6 +218,7 @@ pub async fn reload(
                 old_version,
                 new_version,
                 rules,
+                diff,
             }
         }
         Err(diagnostics) => {
@@ -242,8 +252,18 @@ fn log_outcome(outcome: &ReloadOutcome, trigger: Trigger) {
             old_version,
             new_version,
             rules,
+            diff,
         } => {
-            tracing::info!(trigger, old_version, new_version, rules, "rules reloaded");
+            tracing::info!(
+                trigger,
+                old_version,
+                new_version,
+                rules,
+                added = ?diff.added,
+                removed = ?diff.removed,
+                changed = ?diff.changed,
+                "rules reloaded"
+            );
         }
         ReloadOutcome::Unchanged { version } => {
             tracing::info!(trigger, version, "rules unchanged");

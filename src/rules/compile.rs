@@ -1,13 +1,14 @@
 //! Rule files to a [`RuleSet`]: parse each file with spans kept, check every key and value,
 //! and either return the compiled set or every problem found, as `file:line:col: message`.
 //!
-//! Conditions (`[rule.when]`) are compiled in `when.rs`; this file handles files, folders,
-//! the rule table itself and the rule set's version.
+//! Conditions (`[rule.when]`) are compiled in `when.rs`, lists in `lists.rs`; this file
+//! handles files, folders, the rule table itself and the rule set's version.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -17,13 +18,16 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::diag::{LineIndex, did_you_mean};
-use super::matcher::{Condition, Rule, RuleSet};
+use super::diag::{LineIndex, Warning, did_you_mean};
+use super::lists::Lists;
+use super::matcher::{Condition, Rule, RuleLocation, RuleSet};
+use super::rate::RateCounter;
+use super::when::Scope;
 use super::{Action, Decision, Diagnostic, Reason, RuleMode, Source};
 
-/// Keys allowed at the top of a rule file. New sections (named lists, rule tests) get an
-/// entry here and an arm in [`Compiler::file`].
-const TOP_LEVEL_KEYS: &[&str] = &["rule"];
+/// Keys allowed at the top of a rule file. `test` tables belong to the rule-test runner,
+/// which reads them itself; the daemon never looks at them.
+const TOP_LEVEL_KEYS: &[&str] = &["rule", "lists", "test"];
 
 const RULE_KEYS: &[&str] = &[
     "name",
@@ -46,28 +50,94 @@ const MODES: &[(&str, RuleMode)] = &[("enforce", RuleMode::Enforce), ("audit", R
 
 /// Compiles rule files in the order given (callers sort them; [`load_dir`] sorts by name).
 ///
-/// Every file is checked even after an error, so the result lists all problems at once. A
-/// file with TOML syntax errors reports only those: its half-parsed content would mostly
-/// produce misleading follow-up errors.
+/// A source whose name ends in `.list` is a list file (one value a line); every other
+/// source is a TOML rule file. Every file is checked even after an error, so the result
+/// lists all problems at once. A file with TOML syntax errors reports only those: its
+/// half-parsed content would mostly produce misleading follow-up errors. Warnings (rules
+/// that can never match or never decide, unused lists) do not fail the compilation; they
+/// are in [`RuleSet::warnings`].
 pub fn compile(sources: &[Source]) -> Result<RuleSet, Vec<Diagnostic>> {
-    let mut compiler = Compiler::default();
-    for source in sources {
-        compiler.file(source);
+    let mut files: Vec<FileCx<'_>> = sources.iter().map(FileCx::new).collect();
+
+    // Lists first: a rule may use a list defined in any file.
+    let mut lists = Lists::default();
+    let mut documents = Vec::with_capacity(sources.len());
+    for (at, (source, file)) in sources.iter().zip(&mut files).enumerate() {
+        if is_list_source(&source.path) {
+            lists.add_file(file, at, &source.text);
+            documents.push(None);
+            continue;
+        }
+        let (document, errors) = DeTable::parse_recoverable(&source.text);
+        if errors.is_empty() {
+            lists.add_table(file, at, document.get_ref());
+            documents.push(Some(document));
+        } else {
+            for error in errors {
+                let span = error.span().unwrap_or(0..0);
+                file.error(span, condense(error.message()));
+            }
+            documents.push(None);
+        }
     }
-    if !compiler.diagnostics.is_empty() {
-        return Err(compiler.diagnostics);
+
+    let mut compiler = Compiler {
+        rules: Vec::new(),
+        names: HashMap::new(),
+        lists: &lists,
+        rates: Vec::new(),
+    };
+    for (document, file) in documents.iter().zip(&mut files) {
+        if let Some(document) = document {
+            compiler.document(file, document.get_ref());
+        }
     }
+    let Compiler { rules, rates, .. } = compiler;
+    for (at, line, name) in lists.unused() {
+        let message = format!("list {name:?} is not used by any rule");
+        let warning = Warning::new(files[at].path, (line, 1), message);
+        files[at].warnings.push(warning);
+    }
+
+    let mut diagnostics: Vec<(usize, Diagnostic)> = lists.late.take();
+    let mut warnings = Vec::new();
+    for (at, file) in files.into_iter().enumerate() {
+        diagnostics.extend(
+            file.diagnostics
+                .into_iter()
+                .map(|diagnostic| (at, diagnostic)),
+        );
+        warnings.extend(file.warnings.into_iter().map(|warning| (at, warning)));
+    }
+    if !diagnostics.is_empty() {
+        diagnostics.sort_by_key(|(at, diagnostic)| (*at, diagnostic.line, diagnostic.col));
+        return Err(diagnostics
+            .into_iter()
+            .map(|(_, diagnostic)| diagnostic)
+            .collect());
+    }
+    warnings.sort_by_key(|(at, warning)| (*at, warning.line, warning.col));
+    let mut warnings: Vec<Warning> = warnings.into_iter().map(|(_, warning)| warning).collect();
+    warnings.extend(super::warn::rule_warnings(&rules));
     Ok(RuleSet {
-        rules: compiler.rules,
+        rules,
         version: version_of(sources),
+        rates,
+        warnings,
     })
 }
 
-/// Reads and compiles the `*.toml` files directly in `dir`, in byte order of their names.
+fn is_list_source(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "list")
+}
+
+/// Reads and compiles the `*.toml` rule files and `*.list` list files directly in `dir`, in
+/// byte order of their names.
 ///
-/// Names starting with `.` (editor and VCS leftovers) and names ending in `.test.toml` are
-/// skipped. A missing or unreadable folder, or an unreadable file, is a diagnostic without
-/// a position; an empty folder gives an empty rule set, which allows every call.
+/// Names starting with `.` (editor and VCS leftovers) and names ending in `.test.toml`
+/// (rule tests) are skipped. A missing or unreadable folder, or an unreadable file, is a
+/// diagnostic without a position; an empty folder gives an empty rule set, which allows
+/// every call.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
     let entries = fs::read_dir(dir).map_err(|err| {
         let message = format!("cannot read rules folder: {}", io_message(&err));
@@ -118,7 +188,8 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
 
 fn is_rule_file_name(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
-    !name.starts_with('.') && name.ends_with(".toml") && !name.ends_with(".test.toml")
+    !name.starts_with('.')
+        && (name.ends_with(".toml") && !name.ends_with(".test.toml") || name.ends_with(".list"))
 }
 
 /// An I/O error in the lowercase, one-line form diagnostics use.
@@ -165,33 +236,55 @@ struct FirstDefinition {
     line: usize,
 }
 
-#[derive(Default)]
-struct Compiler {
+struct Compiler<'c, 's> {
     rules: Vec<Rule>,
     names: HashMap<Arc<str>, FirstDefinition>,
-    diagnostics: Vec<Diagnostic>,
+    lists: &'c Lists<'s>,
+    rates: Vec<Arc<RateCounter>>,
 }
 
 /// One file being compiled: its path, positions and the problems found in it so far.
 pub(crate) struct FileCx<'s> {
     path: &'s Path,
+    shared_path: Arc<Path>,
     index: LineIndex<'s>,
     diagnostics: Vec<Diagnostic>,
+    warnings: Vec<Warning>,
 }
 
 impl<'s> FileCx<'s> {
-    fn new(source: &'s Source) -> FileCx<'s> {
+    pub(crate) fn new(source: &'s Source) -> FileCx<'s> {
+        FileCx::for_text(&source.path, &source.text)
+    }
+
+    pub(crate) fn for_text(path: &'s Path, text: &'s str) -> FileCx<'s> {
         FileCx {
-            path: &source.path,
-            index: LineIndex::new(&source.text),
+            path,
+            shared_path: Arc::from(path),
+            index: LineIndex::new(text),
             diagnostics: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    pub(crate) fn path(&self) -> &'s Path {
+        self.path
+    }
+
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
+        self.index.position(offset)
     }
 
     pub(crate) fn error(&mut self, span: Range<usize>, message: String) {
         let position = self.index.span_start(&span);
         self.diagnostics
             .push(Diagnostic::new(self.path, position, message));
+    }
+
+    pub(crate) fn warning(&mut self, span: Range<usize>, message: String) {
+        let position = self.index.span_start(&span);
+        self.warnings
+            .push(Warning::new(self.path, position, message));
     }
 
     pub(crate) fn error_count(&self) -> usize {
@@ -222,26 +315,12 @@ fn condense(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-impl Compiler {
-    fn file(&mut self, source: &Source) {
-        let mut file = FileCx::new(source);
-        let (document, errors) = DeTable::parse_recoverable(&source.text);
-        if errors.is_empty() {
-            self.document(&mut file, document.get_ref());
-        } else {
-            for error in errors {
-                let span = error.span().unwrap_or(0..0);
-                file.error(span, condense(error.message()));
-            }
-        }
-        let mut diagnostics = file.diagnostics;
-        diagnostics.sort_by_key(|diagnostic| (diagnostic.line, diagnostic.col));
-        self.diagnostics.extend(diagnostics);
-    }
-
+impl Compiler<'_, '_> {
     fn document(&mut self, file: &mut FileCx<'_>, document: &DeTable<'_>) {
         for (key, value) in entries(document) {
             match key.get_ref().as_ref() {
+                // Read before any rule (lists) or by the rule-test runner (test).
+                "lists" | "test" => {}
                 "rule" => match value.get_ref() {
                     DeValue::Array(items) => {
                         for item in items.iter() {
@@ -291,11 +370,23 @@ impl Compiler {
         let mut enabled = true;
         let mut mode = RuleMode::Enforce;
         let mut condition = Some(Condition::All(Vec::new()));
+        let mut description: Option<&str> = None;
+        let rates_before = self.rates.len();
+        let mut scope = Scope {
+            lists: self.lists,
+            rates: &mut self.rates,
+            // Read ahead: rate conditions need it, and `enabled` may come after `when`.
+            enabled: table
+                .get("enabled")
+                .and_then(|value| value.get_ref().as_bool())
+                .unwrap_or(true),
+            rate_ordinal: 0,
+        };
         for (key, value) in entries(table) {
             match key.get_ref().as_ref() {
                 "name" => {}
                 "description" => {
-                    expect_str(file, "description", value);
+                    description = expect_str(file, "description", value);
                 }
                 "action" => {
                     action = choice(file, "action", value, ACTIONS);
@@ -322,7 +413,7 @@ impl Compiler {
                 }
                 "when" => match value.get_ref() {
                     DeValue::Table(when) => {
-                        condition = super::when::compile_when(file, label, when);
+                        condition = super::when::compile_when(file, label, when, &mut scope);
                     }
                     other => file.error(
                         value.span(),
@@ -351,7 +442,7 @@ impl Compiler {
                 None => "rule".to_owned(),
             };
             let message = format!("{rule} is missing \"action\" (\"reject\" or \"allow\")");
-            file.error(header, message);
+            file.error(header.clone(), message);
         }
         if action == Some(Action::Allow) {
             if let Some((_, span, text)) = &reason {
@@ -366,10 +457,15 @@ impl Compiler {
             }
         }
 
-        if file.error_count() > errors_before {
-            return;
-        }
-        let (Some(name), Some(action), Some(condition)) = (name, action, condition) else {
+        let compiled = match (name, action, condition) {
+            (Some(name), Some(action), Some(condition)) if file.error_count() == errors_before => {
+                Some((name, action, condition))
+            }
+            _ => None,
+        };
+        let Some((name, action, condition)) = compiled else {
+            // The rule is dropped, and so are the counters its conditions created.
+            self.rates.truncate(rates_before);
             return;
         };
         let decision = Decision {
@@ -379,11 +475,24 @@ impl Compiler {
             callback_uri: callback_uri.map(|(uri, _)| uri),
             mode,
         };
+        let (line, col) = file.index.span_start(&header);
+        let location = RuleLocation {
+            path: file.shared_path.clone(),
+            line,
+            col,
+        };
+        let fingerprint = {
+            let mut hasher = DefaultHasher::new();
+            format!("{description:?} {enabled} {decision:?} {condition:?}").hash(&mut hasher);
+            hasher.finish()
+        };
         self.rules.push(Rule {
             name,
             enabled,
             condition,
             decision,
+            location,
+            fingerprint,
         });
     }
 

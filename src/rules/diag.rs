@@ -54,6 +54,40 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Something legal but probably not meant: a rule that can never match or never decide, a
+/// list nobody uses. Shown as `path:line:col: warning: message`; it never stops a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub path: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl Warning {
+    pub(crate) fn new(path: &Path, (line, col): (usize, usize), message: String) -> Warning {
+        Warning {
+            path: path.to_path_buf(),
+            line,
+            col,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: warning: {}",
+            self.path.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
 /// Maps byte offsets of one text to line and column.
 pub(crate) struct LineIndex<'a> {
     text: &'a str,
@@ -125,6 +159,8 @@ mod tests {
         assert_eq!(with.to_string(), "rules/a.toml:3:8: bad");
         let without = Diagnostic::without_position(Path::new("rules"), "no such folder".into());
         assert_eq!(without.to_string(), "rules: no such folder");
+        let warning = Warning::new(Path::new("rules/a.toml"), (2, 1), "odd".into());
+        assert_eq!(warning.to_string(), "rules/a.toml:2:1: warning: odd");
     }
 
     #[test]

@@ -1,21 +1,46 @@
-//! The compiled rule set and its evaluator: [`RuleSet::evaluate`] walks the rules in order
-//! and returns the first match's [`Decision`]. Pure, no I/O, and no allocation for ASCII
-//! facts; everything that can be prepared (case folding, regexes, phone forms) was prepared
-//! by the compiler.
+//! The compiled rule set and its evaluator: [`RuleSet::evaluate_at`] walks the rules in
+//! order and returns the first match's [`Decision`]. No I/O, and no allocation for ASCII
+//! facts; everything that can be prepared (case folding, regexes, phone forms, list sets,
+//! time zones) was prepared by the compiler. The only state is the rate counters.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use regex::Regex;
 
 use super::Decision;
+use super::diag::Warning;
+use super::lists::ValueSet;
+use super::rate::{RateCounter, RateHits};
+use super::time::TimeWindow;
 use crate::facts::{Facts, Field, normalize_phone};
 
-/// A compiled, immutable set of rules. Cheap to share behind an `Arc`.
+/// A compiled set of rules. Cheap to share behind an `Arc`; evaluation takes `&self` (rate
+/// counters sit behind their own locks).
 pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
     pub(crate) version: String,
+    /// Every rate condition of the set, in slot order.
+    pub(crate) rates: Vec<Arc<RateCounter>>,
+    pub(crate) warnings: Vec<Warning>,
+}
+
+/// Where a rule is defined: its file and the 1-based position of its `[[rule]]` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleLocation {
+    pub path: Arc<Path>,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for RuleLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
 }
 
 /// One rule as the evaluator sees it: a condition tree and the decision it yields.
@@ -26,6 +51,32 @@ pub(crate) struct Rule {
     pub(crate) condition: Condition,
     /// Built once so a match only bumps reference counts.
     pub(crate) decision: Decision,
+    pub(crate) location: RuleLocation,
+    /// Identifies the rule's definition and the contents of the lists it uses; `diff`
+    /// compares these.
+    pub(crate) fingerprint: u64,
+}
+
+/// What changed between two rule sets, by rule name, each in evaluation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RuleSetDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl RuleSetDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// What one evaluation sees besides the rules: the invite, the time, and which rate
+/// conditions hold (counted once, before any rule is tried).
+pub(crate) struct Cx<'a> {
+    pub(crate) facts: &'a Facts,
+    pub(crate) now: Timestamp,
+    pub(crate) rates: &'a RateHits,
 }
 
 /// A condition tree. `All(vec![])` is the empty `when` table: it holds for every invite.
@@ -39,6 +90,8 @@ pub(crate) enum Condition {
     Phone(Field, TextTest),
     Set(Field, SetTest),
     Flag(Field, bool),
+    Time(Box<TimeWindow>),
+    Rate(Arc<RateCounter>),
 }
 
 /// A test on one text value. Every string in here is already case-folded with [`fold`].
@@ -51,6 +104,8 @@ pub(crate) enum TextTest {
     /// Case-insensitive and unanchored: it matches when it is found anywhere in the value.
     Regex(Regex),
     Exists(bool),
+    /// The value is in a named list (already in the field's form).
+    InList(Arc<ValueSet>),
     Not(Box<TextTest>),
     All(Vec<TextTest>),
 }
@@ -79,16 +134,136 @@ impl RuleSet {
         RuleSet {
             rules: Vec::new(),
             version: super::compile::version_of(&[]),
+            rates: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
-    /// The decision for one invite: the first enabled rule whose condition holds, or
-    /// [`Decision::default_allow`] when none does.
+    /// The decision for one invite now; see [`RuleSet::evaluate_at`].
     pub fn evaluate(&self, facts: &Facts) -> Decision {
+        self.evaluate_at(facts, Timestamp::now())
+    }
+
+    /// The decision for one invite at `now`: the first enabled rule whose condition holds,
+    /// or [`Decision::default_allow`] when none does. `now` is what time windows are
+    /// checked against and what rate conditions count with; the invite is counted by every
+    /// rate condition of an enabled rule, whichever rule decides.
+    pub fn evaluate_at(&self, facts: &Facts, now: Timestamp) -> Decision {
+        let hits = self.count_rates(facts, now, |_, _| {});
+        let cx = Cx {
+            facts,
+            now,
+            rates: &hits,
+        };
         self.rules
             .iter()
-            .find(|rule| rule.enabled && rule.condition.holds(facts))
+            .find(|rule| rule.enabled && rule.condition.holds(&cx))
             .map_or_else(Decision::default_allow, |rule| rule.decision.clone())
+    }
+
+    /// Counts the invite in every active rate condition; `seen` gets each counter's slot
+    /// and count (for `explain`).
+    pub(crate) fn count_rates(
+        &self,
+        facts: &Facts,
+        now: Timestamp,
+        mut seen: impl FnMut(usize, u32),
+    ) -> RateHits {
+        let mut hits = RateHits::new(self.rates.len());
+        for counter in self.rates.iter().filter(|counter| counter.active) {
+            let Some(key) = present(facts.text(counter.field)) else {
+                continue;
+            };
+            let key = match counter.field.field_type() {
+                crate::facts::FieldType::Phone => e164(key),
+                _ => Cow::Borrowed(key),
+            };
+            let count = counter.record(&key, now);
+            seen(counter.slot, count);
+            if count > counter.over {
+                hits.set(counter.slot);
+            }
+        }
+        hits
+    }
+
+    /// Problems the compiler noticed that do not stop the set from working: rules that
+    /// can never match or never decide, unused lists. Empty for most sets.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// Takes over the counts of `previous`'s rate conditions that are unchanged here (same
+    /// rule name, same definition), so a reload does not reset rate limits. Call it before
+    /// the new set starts evaluating; afterwards both sets share those counts.
+    pub fn inherit_state(&self, previous: &RuleSet) {
+        if self.rates.is_empty() {
+            return;
+        }
+        let old: HashMap<&str, &RateCounter> = previous
+            .rates
+            .iter()
+            .map(|counter| (counter.identity.as_str(), &**counter))
+            .collect();
+        for counter in &self.rates {
+            if let Some(previous) = old.get(counter.identity.as_str()) {
+                counter.inherit(previous);
+            }
+        }
+    }
+
+    /// The rules added, removed and changed since `previous`, by name. A rule has changed
+    /// when its compiled definition (settings, description, conditions) or the contents
+    /// of a list it uses differ; comments and layout do not count.
+    pub fn diff(&self, previous: &RuleSet) -> RuleSetDiff {
+        let old: HashMap<&str, u64> = previous
+            .rules
+            .iter()
+            .map(|rule| (&*rule.name, rule.fingerprint))
+            .collect();
+        let new: HashMap<&str, u64> = self
+            .rules
+            .iter()
+            .map(|rule| (&*rule.name, rule.fingerprint))
+            .collect();
+        let mut diff = RuleSetDiff::default();
+        for rule in &self.rules {
+            match old.get(&*rule.name) {
+                None => diff.added.push(rule.name.to_string()),
+                Some(fingerprint) if *fingerprint != rule.fingerprint => {
+                    diff.changed.push(rule.name.to_string());
+                }
+                Some(_) => {}
+            }
+        }
+        for rule in &previous.rules {
+            if !new.contains_key(&*rule.name) {
+                diff.removed.push(rule.name.to_string());
+            }
+        }
+        diff
+    }
+
+    /// Forgets every rate count.
+    pub fn reset_state(&self) {
+        for counter in &self.rates {
+            counter.reset();
+        }
+    }
+
+    /// Where rule `name` is defined.
+    pub fn location(&self, name: &str) -> Option<&RuleLocation> {
+        self.rules
+            .iter()
+            .find(|rule| &*rule.name == name)
+            .map(|rule| &rule.location)
+    }
+
+    /// Whether rule `name` is in audit mode (its rejects are only recorded).
+    pub fn is_audit_rule(&self, name: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| &*rule.name == name && rule.decision.mode == super::RuleMode::Audit)
     }
 
     /// A short hash of the rule files this set was compiled from (names and contents), so
@@ -137,11 +312,12 @@ impl fmt::Debug for RuleSet {
 // === impl Condition ===
 
 impl Condition {
-    pub(crate) fn holds(&self, facts: &Facts) -> bool {
+    pub(crate) fn holds(&self, cx: &Cx<'_>) -> bool {
+        let facts = cx.facts;
         match self {
-            Condition::All(all) => all.iter().all(|condition| condition.holds(facts)),
-            Condition::Any(any) => any.iter().any(|condition| condition.holds(facts)),
-            Condition::Not(inner) => !inner.holds(facts),
+            Condition::All(all) => all.iter().all(|condition| condition.holds(cx)),
+            Condition::Any(any) => any.iter().any(|condition| condition.holds(cx)),
+            Condition::Not(inner) => !inner.holds(cx),
             Condition::Text(field, test) => test.holds(present(facts.text(*field))),
             Condition::Phone(field, test) => {
                 let fact = present(facts.text(*field)).map(e164);
@@ -152,20 +328,22 @@ impl Condition {
                 test.holds(members)
             }
             Condition::Flag(field, expected) => facts.flag(*field) == Some(*expected),
+            Condition::Time(window) => window.holds(cx.now),
+            Condition::Rate(counter) => cx.rates.get(counter.slot),
         }
     }
 }
 
 /// An empty text value counts as missing: Graph sends `""` for fields it has nothing for,
 /// and `{ exists = true }` should not hold for those.
-fn present(fact: Option<&str>) -> Option<&str> {
+pub(crate) fn present(fact: Option<&str>) -> Option<&str> {
     fact.filter(|value| !value.is_empty())
 }
 
 /// The fact in the form phone rule values were compiled to. Facts are normally E.164
 /// already, so this only allocates for a fact the parser left unnormalised; a value that
 /// is no phone number at all is compared as it is.
-fn e164(fact: &str) -> Cow<'_, str> {
+pub(crate) fn e164(fact: &str) -> Cow<'_, str> {
     let digits = fact.strip_prefix('+').unwrap_or(fact);
     let normal = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
@@ -197,6 +375,7 @@ impl TextTest {
                 fact.is_some_and(|fact| values.iter().any(|value| ends_folded(fact, value)))
             }
             TextTest::Regex(regex) => fact.is_some_and(|fact| regex.is_match(fact)),
+            TextTest::InList(list) => fact.is_some_and(|fact| list.contains(fact)),
         }
     }
 }
@@ -238,7 +417,29 @@ fn fold_chars(text: &str) -> impl Iterator<Item = char> + '_ {
 
 /// The case-folded form rule values are stored in.
 pub(crate) fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     fold_chars(text).collect()
+}
+
+/// Calls `f` with the folded form of `text`: `text` itself when it has nothing to fold, a
+/// copy on the stack for ordinary ASCII, and a heap copy only for long or non-ASCII text.
+pub(crate) fn with_folded<R>(text: &str, f: impl FnOnce(&str) -> R) -> R {
+    const STACK: usize = 128;
+    if text.is_ascii() {
+        if !text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return f(text);
+        }
+        if text.len() <= STACK {
+            let mut buffer = [0u8; STACK];
+            let folded = &mut buffer[..text.len()];
+            folded.copy_from_slice(text.as_bytes());
+            folded.make_ascii_lowercase();
+            return f(std::str::from_utf8(folded).expect("ASCII stays ASCII"));
+        }
+    }
+    f(&fold(text))
 }
 
 /// Whether `fact` folds to `folded`.

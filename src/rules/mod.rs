@@ -1,9 +1,20 @@
 //! The rule language: TOML files in a folder, compiled once into a [`RuleSet`] that
 //! evaluates [`Facts`] to a [`Decision`]. First matching rule wins; no match allows.
+//!
+//! Besides conditions on facts, rules can test named lists (`lists.rs`), time windows
+//! (`time.rs`) and rates (`rate.rs`). `explain.rs` says why a set decided as it did,
+//! `warn.rs` finds rules that cannot do anything, `shadow.rs` gathers evidence for rules in
+//! audit mode.
 
 mod compile;
-mod diag;
+pub(crate) mod diag;
+mod explain;
+mod lists;
 mod matcher;
+mod rate;
+mod shadow;
+mod time;
+mod warn;
 mod when;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::Facts;
 
-pub use diag::Diagnostic;
+pub use diag::{Diagnostic, Warning};
+pub use explain::{Explanation, Failure, RuleStep, StepOutcome};
+pub use matcher::{RuleLocation, RuleSetDiff};
+pub use rate::KEY_CAPACITY as RATE_KEY_CAPACITY;
+pub use shadow::{ShadowRule, ShadowStats};
 
 /// What a rule does to a matching call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +100,11 @@ pub struct Source {
 }
 
 pub use compile::{compile, load_dir};
+pub(crate) use compile::{describe, entries};
 pub use matcher::RuleSet;
 
 #[allow(dead_code)]
 fn _assert_send_sync(_: &RuleSet, _: &Path, _: &Facts) {}
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@
 //! only compares.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use regex::RegexBuilder;
 use toml::Spanned;
@@ -13,7 +14,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::compile::{FileCx, describe, entries};
 use super::diag::did_you_mean;
+use super::lists::Lists;
 use super::matcher::{Condition, SetTest, TextTest, fold};
+use super::rate::RateCounter;
 use crate::facts::{Field, FieldType, normalize_phone};
 
 /// Compiled program size above which a regex is refused; rules are meant to be small, and
@@ -22,7 +25,20 @@ const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 /// Cache size for a regex's lazy DFA; past it the regex falls back to slower engines.
 const REGEX_DFA_SIZE_LIMIT: usize = 512 * 1024;
 
-const TEXT_OPERATORS: &[&str] = &["not", "regex", "prefix", "suffix", "exists"];
+const TEXT_OPERATORS: &[&str] = &["not", "regex", "prefix", "suffix", "exists", "in_list"];
+/// Keys of a when-table that are not fields.
+const GROUP_KEYS: &[&str] = &["any_of", "not", "time", "rate"];
+
+/// What conditions of one rule may refer to or add to, beyond the rule's own table.
+pub(crate) struct Scope<'c, 's> {
+    pub(crate) lists: &'c Lists<'s>,
+    /// The rule set's rate counters; a rate condition adds one.
+    pub(crate) rates: &'c mut Vec<Arc<RateCounter>>,
+    /// Whether the rule is enabled: disabled rules do not count invites.
+    pub(crate) enabled: bool,
+    /// Rate conditions of this rule so far.
+    pub(crate) rate_ordinal: usize,
+}
 const SET_OPERATORS: &[&str] = &["any", "all", "none", "only", "exists", "not"];
 
 /// Compiles a `when` table; `None` when it has errors (they are recorded in `file`).
@@ -30,22 +46,24 @@ pub(crate) fn compile_when(
     file: &mut FileCx<'_>,
     rule: &str,
     table: &DeTable<'_>,
+    scope: &mut Scope<'_, '_>,
 ) -> Option<Condition> {
     let errors_before = file.error_count();
-    let condition = When { file, rule }.group(table);
+    let condition = When { file, rule, scope }.group(table);
     (file.error_count() == errors_before).then_some(condition)
 }
 
-struct When<'f, 's> {
+struct When<'f, 's, 'c, 'l> {
     file: &'f mut FileCx<'s>,
     /// The rule's name, for messages that are hard to place from a position alone.
     rule: &'f str,
+    scope: &'f mut Scope<'c, 'l>,
 }
 
 /// A value with its span, as the parser hands it out.
 type Value<'a, 'i> = &'a Spanned<DeValue<'i>>;
 
-impl When<'_, '_> {
+impl When<'_, '_, '_, '_> {
     fn error(&mut self, span: Range<usize>, message: String) {
         self.file.error(span, message);
     }
@@ -58,6 +76,9 @@ impl When<'_, '_> {
             let condition = match key.get_ref().as_ref() {
                 "any_of" => self.any_of(key.span(), value),
                 "not" => self.not_group(key.span(), value),
+                "time" => super::time::compile(self.file, key.span(), value)
+                    .map(|window| Condition::Time(Box::new(window))),
+                "rate" => self.rate(key.span(), value),
                 path => self.field_path(path.to_owned(), key.span(), value),
             };
             conditions.extend(condition);
@@ -112,6 +133,56 @@ impl When<'_, '_> {
         }
     }
 
+    fn rate(&mut self, key: Range<usize>, value: Value<'_, '_>) -> Option<Condition> {
+        let ordinal = self.scope.rate_ordinal;
+        self.scope.rate_ordinal += 1;
+        let slot = self.scope.rates.len();
+        let mut counter = super::rate::compile(self.file, self.rule, ordinal, slot, key, value)?;
+        counter.active = self.scope.enabled;
+        let counter = Arc::new(counter);
+        self.scope.rates.push(counter.clone());
+        Some(Condition::Rate(counter))
+    }
+
+    /// `{ in_list = "name" }`: the list in the field's form, built once per form.
+    fn in_list(&mut self, field: Field, value: Value<'_, '_>) -> Option<TextTest> {
+        let DeValue::String(name) = value.get_ref() else {
+            let message = format!(
+                "\"in_list\" for {:?} takes the name of a list, found {}",
+                field.name(),
+                describe(value.get_ref())
+            );
+            self.error(value.span(), message);
+            return None;
+        };
+        let lists = self.scope.lists;
+        let Some(list) = lists.get(name) else {
+            let hint = if lists.is_empty() {
+                format!(
+                    " (no lists are defined: add a [lists] table to a rule file or a \
+                     {name}.list file to the rules folder)"
+                )
+            } else {
+                did_you_mean(name, lists.names())
+            };
+            self.error(value.span(), format!("unknown list {name:?}{hint}"));
+            return None;
+        };
+        list.used.set(true);
+        if list.is_empty() {
+            let message = format!(
+                "list {name:?} is empty, so this condition never holds (rule {:?})",
+                self.rule
+            );
+            self.file.warning(value.span(), message);
+        }
+        let set = match field.field_type() {
+            FieldType::Phone => list.phone_set(lists, field.name())?,
+            _ => list.text_set(),
+        };
+        Some(TextTest::InList(set))
+    }
+
     /// Follows nested tables until `path` names a field. The deepest field name has three
     /// parts, so longer paths stop there instead of recursing through whatever was written.
     fn field_path(
@@ -136,7 +207,8 @@ impl When<'_, '_> {
                 }
             }
             _ => {
-                let hint = did_you_mean(&path, Field::ALL.iter().map(|field| field.name()));
+                let names = Field::ALL.iter().map(|field| field.name());
+                let hint = did_you_mean(&path, names.chain(GROUP_KEYS.iter().copied()));
                 self.error(key, format!("unknown field {path:?}{hint}"));
                 None
             }
@@ -203,6 +275,7 @@ impl When<'_, '_> {
                 "prefix" => self.words(field, "prefix", value).map(TextTest::Prefix),
                 "suffix" => self.words(field, "suffix", value).map(TextTest::Suffix),
                 "exists" => self.exists(field, value).map(TextTest::Exists),
+                "in_list" => self.in_list(field, value),
                 other => {
                     let hint = if SET_OPERATORS.contains(&other) {
                         " (set operators apply to \"modalities\"; for any of several values \
