@@ -44,6 +44,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             );
         }
     };
+    for warning in initial.warnings() {
+        tracing::warn!("{warning}");
+    }
     if initial.is_empty() {
         tracing::warn!(dir = %config.rules.display(), "no rules: every call is allowed");
     }

@@ -264,7 +264,8 @@ impl GraphClient {
         loop {
             let retry_after = match self.token(deadline, rejected_token.as_ref()).await {
                 Err(GraphError::Token(reason)) => {
-                    tracing::warn!(call_id = %loggable(call_id), %reason, "no Graph token for the reject");
+                    let call_id = loggable(call_id);
+                    tracing::warn!(%call_id, %reason, "no Graph token for the reject");
                     None
                 }
                 Err(GraphError::Expired { .. }) => return Err(GraphError::Expired { last_status }),
