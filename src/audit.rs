@@ -36,6 +36,16 @@ pub enum Outcome {
     Expired,
     /// The call was already screened; nothing was sent again.
     Duplicate,
+    /// Graph accepted the redirect.
+    Redirected,
+    /// A redirect decision that was only recorded.
+    WouldRedirect,
+    /// An enforced ignore rule matched: nothing was sent, the bot was not told.
+    Ignored,
+    /// An ignore decision that was only recorded.
+    WouldIgnore,
+    /// Kept and passed on to the bot behind callscreen (see `upstream_status`).
+    Forwarded,
 }
 
 impl Outcome {
@@ -47,6 +57,11 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Expired => "expired",
             Outcome::Duplicate => "duplicate",
+            Outcome::Redirected => "redirected",
+            Outcome::WouldRedirect => "would_redirect",
+            Outcome::Ignored => "ignored",
+            Outcome::WouldIgnore => "would_ignore",
+            Outcome::Forwarded => "forwarded",
         }
     }
 }
@@ -74,6 +89,9 @@ pub struct AuditRecord {
     pub mode: &'static str,
     pub outcome: Outcome,
     pub graph_status: Option<u16>,
+    /// The status the bot behind callscreen answered a forwarded invite with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
     pub caller: AuditCaller,
     pub region: Option<String>,
     pub modalities: Vec<String>,
@@ -383,6 +401,7 @@ mod tests {
             mode: "dry-run",
             outcome: Outcome::WouldReject,
             graph_status: None,
+            upstream_status: None,
             caller: AuditCaller {
                 kind: "anonymous".into(),
                 id: None,

@@ -63,6 +63,14 @@ pub struct RawConfig {
     #[serde(default)]
     inbound: RawInbound,
     tls: Option<RawTls>,
+    upstream: Option<RawUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: String,
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +223,15 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// With `[audit] redact = true`: the key for hashing personal data in the audit log.
     pub redact_key: Option<Secret>,
+    /// Gateway mode: the bot kept notifications are forwarded to.
+    pub upstream: Option<UpstreamConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: Url,
+    /// For the whole forward, connection included; then Graph gets 502.
+    pub timeout: Duration,
 }
 
 impl Config {
@@ -345,6 +362,23 @@ impl Config {
         };
 
         let inbound = inbound_auth(raw.inbound)?;
+        let upstream = match raw.upstream {
+            None => None,
+            Some(upstream) => {
+                let url = parse_http_url("upstream.url", &upstream.url)?;
+                let timeout_text = upstream.timeout.unwrap_or_else(|| "5s".to_owned());
+                let timeout = humantime::parse_duration(&timeout_text)
+                    .map_err(|error| invalid("upstream.timeout", &timeout_text, error))?;
+                if timeout.is_zero() || timeout > Duration::from_secs(60) {
+                    return Err(invalid(
+                        "upstream.timeout",
+                        &timeout_text,
+                        "must be 1ms..60s",
+                    ));
+                }
+                Some(UpstreamConfig { url, timeout })
+            }
+        };
         let tls = raw.tls.map(|tls| TlsFiles {
             cert: base_dir.join(tls.cert),
             key: base_dir.join(tls.key),
@@ -420,6 +454,7 @@ impl Config {
             inbound,
             tls,
             redact_key,
+            upstream,
         })
     }
 }

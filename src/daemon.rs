@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditLog, Redactor};
 use crate::config::{AuditTarget, Config, InboundAuth, Mode};
+use crate::gateway::Upstream;
 use crate::graph::GraphClient;
 use crate::inbound::JwtVerifier;
 use crate::metrics::Metrics;
@@ -141,6 +142,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    let upstream = match &config.upstream {
+        None => None,
+        Some(settings) => {
+            let upstream = Upstream::new(settings.url.clone(), settings.timeout)
+                .context("cannot build the HTTP client for the bot")?;
+            let upstream = Arc::new(upstream);
+            upstream.clone().spawn_probe();
+            tracing::info!(upstream = %settings.url, "gateway mode: kept calls go to the bot");
+            Some(upstream)
+        }
+    };
     let server = Arc::new(Server {
         screener,
         notification_path: config.notification_path.clone(),
@@ -149,6 +161,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         auth,
         tls,
         read_timeout: config.read_timeout,
+        upstream,
     });
     let (stop_sender, stop_receiver) = oneshot::channel::<()>();
     let drain = config.answer_deadline + DRAIN_SLACK;

@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::config::{GraphCredentials, Secret};
 use crate::metrics::Metrics;
-use crate::rules::Reason;
+use crate::rules::{Reason, Redirect, RedirectTarget};
 use crate::screen::loggable;
 
 /// Everything but RFC 3986 unreserved characters is escaped, so a call id always stays one
@@ -63,6 +63,49 @@ impl GraphError {
             _ => None,
         }
     }
+}
+
+/// The JSON body of a redirect request: invitation targets and the rule's options.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectBody {
+    pub targets: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_callee: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_caller: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_uri: Option<String>,
+}
+
+impl RedirectBody {
+    pub fn new(redirect: &Redirect, callback_uri: Option<String>) -> RedirectBody {
+        RedirectBody {
+            targets: redirect.targets.iter().map(invitation_target).collect(),
+            timeout: redirect.timeout,
+            mask_callee: redirect.mask_callee,
+            mask_caller: redirect.mask_caller,
+            callback_uri,
+        }
+    }
+}
+
+/// An `invitationParticipantInfo` naming one target by the identity Graph expects.
+fn invitation_target(target: &RedirectTarget) -> serde_json::Value {
+    let (member, id) = match target {
+        RedirectTarget::User(id) => ("user", id),
+        RedirectTarget::Phone(number) => ("phone", number),
+        RedirectTarget::ApplicationInstance(id) => ("applicationInstance", id),
+    };
+    serde_json::json!({
+        "@odata.type": "#microsoft.graph.invitationParticipantInfo",
+        "identity": {
+            "@odata.type": "#microsoft.graph.identitySet",
+            member: { "@odata.type": "#microsoft.graph.identity", "id": id },
+        },
+    })
 }
 
 /// The JSON body of a reject request, exactly as the Graph API documents it.
@@ -250,8 +293,31 @@ impl GraphClient {
         body: &RejectBody,
         deadline: Instant,
     ) -> Result<u16, GraphError> {
-        let url = self.reject_url(call_id)?;
+        let url = action_url(&self.base_url, call_id, "reject")?;
         let payload = serde_json::to_vec(body).expect("reject body always serialises");
+        self.post_action(call_id, url, payload, deadline).await
+    }
+
+    /// Redirects the call to the rule's targets (`POST …/calls/{id}/redirect`), with the
+    /// same retries and deadline as [`GraphClient::reject`].
+    pub async fn redirect(
+        &self,
+        call_id: &str,
+        body: &RedirectBody,
+        deadline: Instant,
+    ) -> Result<u16, GraphError> {
+        let url = action_url(&self.base_url, call_id, "redirect")?;
+        let payload = serde_json::to_vec(body).expect("redirect body always serialises");
+        self.post_action(call_id, url, payload, deadline).await
+    }
+
+    async fn post_action(
+        &self,
+        call_id: &str,
+        url: Url,
+        payload: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<u16, GraphError> {
         // Bounded fan-out: a burst of rejects queues here instead of exhausting sockets.
         let _permit = tokio::time::timeout_at(deadline, self.in_flight.acquire())
             .await
@@ -416,13 +482,18 @@ fn code_suffix(code: &Option<String>) -> String {
 
 /// Builds `{base}/communications/calls/{id}/reject` with the id as one encoded segment.
 pub fn reject_url(base: &Url, call_id: &str) -> Result<Url, GraphError> {
+    action_url(base, call_id, "reject")
+}
+
+/// Builds `{base}/communications/calls/{id}/{action}` with the id as one encoded segment.
+fn action_url(base: &Url, call_id: &str, action: &str) -> Result<Url, GraphError> {
     let unusable = call_id.is_empty() || call_id == "." || call_id == "..";
     if unusable {
         return Err(GraphError::UnusableCallId(call_id.to_owned()));
     }
     let segment = utf8_percent_encode(call_id, PATH_SEGMENT);
     let text = format!(
-        "{}/communications/calls/{segment}/reject",
+        "{}/communications/calls/{segment}/{action}",
         base.as_str().trim_end_matches('/')
     );
     Url::parse(&text).map_err(|_| GraphError::UnusableCallId(call_id.to_owned()))
@@ -535,6 +606,41 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"reason":"forbidden","callbackUri":"https://bot.example.com/cb"}"#
+        );
+    }
+
+    #[test]
+    fn redirect_body_names_each_target_by_its_identity() {
+        let redirect = Redirect {
+            targets: vec![
+                RedirectTarget::User("u-1".into()),
+                RedirectTarget::Phone("+15550100".into()),
+                RedirectTarget::ApplicationInstance("ai-1".into()),
+            ],
+            timeout: Some(30),
+            mask_callee: None,
+            mask_caller: Some(true),
+        };
+        let body = RedirectBody::new(&redirect, Some("https://bot.example.com/cb".into()));
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["timeout"], 30);
+        assert_eq!(json["maskCaller"], true);
+        assert!(json.get("maskCallee").is_none());
+        assert_eq!(json["callbackUri"], "https://bot.example.com/cb");
+        assert_eq!(
+            json["targets"][1],
+            serde_json::json!({
+                "@odata.type": "#microsoft.graph.invitationParticipantInfo",
+                "identity": {
+                    "@odata.type": "#microsoft.graph.identitySet",
+                    "phone": { "@odata.type": "#microsoft.graph.identity", "id": "+15550100" },
+                },
+            })
+        );
+        assert_eq!(json["targets"][0]["identity"]["user"]["id"], "u-1");
+        assert_eq!(
+            json["targets"][2]["identity"]["applicationInstance"]["id"],
+            "ai-1"
         );
     }
 

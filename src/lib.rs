@@ -10,6 +10,7 @@ pub mod authoring;
 pub mod config;
 pub mod daemon;
 pub mod facts;
+pub mod gateway;
 pub mod graph;
 pub mod inbound;
 pub mod metrics;

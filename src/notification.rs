@@ -17,8 +17,14 @@ type Object = Map<String, Value>;
 pub struct Notifications {
     /// New incoming calls, in batch order.
     pub invites: Vec<Facts>,
+    /// The batch position of each invite, parallel to `invites`.
+    pub invite_indices: Vec<usize>,
     /// Every other element, in batch order.
     pub skipped: Vec<Skipped>,
+    /// The batch elements as received, for forwarding part of a batch.
+    pub elements: Vec<Value>,
+    /// The top-level object without its `value` array.
+    pub envelope: serde_json::Map<String, Value>,
 }
 
 /// A batch element that is not a new incoming call, kept for the log.
@@ -120,11 +126,14 @@ pub fn parse(body: &[u8]) -> Result<Notifications, NotificationError> {
             column: error.column(),
         })
     })?;
-    let Value::Object(root) = root else {
+    let Value::Object(mut root) = root else {
         return Err(NotificationError::NotNotifications);
     };
     let elements = match root.get("value") {
-        Some(Value::Array(elements)) => elements,
+        Some(Value::Array(_)) => match root.remove("value") {
+            Some(Value::Array(elements)) => elements,
+            _ => unreachable!("checked to be an array just above"),
+        },
         Some(Value::Null) | None if is_legacy(&root) => return Err(NotificationError::Legacy),
         _ => return Err(NotificationError::NotNotifications),
     };
@@ -132,10 +141,15 @@ pub fn parse(body: &[u8]) -> Result<Notifications, NotificationError> {
     let mut notifications = Notifications::default();
     for (index, element) in elements.iter().enumerate() {
         match read_element(index, element) {
-            Ok(facts) => notifications.invites.push(facts),
+            Ok(facts) => {
+                notifications.invites.push(facts);
+                notifications.invite_indices.push(index);
+            }
             Err(skipped) => notifications.skipped.push(skipped),
         }
     }
+    notifications.elements = elements;
+    notifications.envelope = root;
     Ok(notifications)
 }
 

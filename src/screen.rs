@@ -10,9 +10,9 @@ use tokio::time::Instant;
 
 use crate::audit::{AuditCaller, AuditLog, AuditRecord, Outcome, now_rfc3339};
 use crate::facts::Facts;
-use crate::graph::{GraphClient, RejectBody};
+use crate::graph::{GraphClient, GraphError, RedirectBody, RejectBody};
 use crate::metrics::{DecisionLabels, Metrics};
-use crate::rules::{Action, RuleMode, RuleSet};
+use crate::rules::{Action, Decision, RuleMode, RuleSet};
 use crate::status::Status;
 
 /// How long a screened call id is remembered: Graph may redeliver a notification, but an
@@ -96,59 +96,117 @@ impl Screener {
 
     /// Screens one invite received at `received`; returns once its audit record is queued.
     pub async fn screen(&self, facts: Facts, received: Instant) -> Outcome {
+        let screening = self.decide(facts);
+        self.finish(screening, received, None).await
+    }
+
+    /// Decides an invite now, without any I/O: evaluates the current rules and remembers
+    /// the call, so a repeated notification is recognised and, in front of a bot, later
+    /// notifications about a call taken away are not forwarded.
+    pub fn decide(&self, facts: Facts) -> Screening {
         // One rule set decides the whole invite, even if a reload lands meanwhile.
         let rules = self.rules.load_full();
         let decision = rules.evaluate(&facts);
-        let first_sight = self
-            .recent
-            .lock()
-            .expect("recent-calls lock is never poisoned")
-            .first_sight(&facts.call_id, std::time::Instant::now());
-
-        let callback_uri = match decision.action {
-            Action::Reject => decision
-                .callback_uri
-                .as_deref()
-                .map(str::to_owned)
-                .or_else(|| self.default_callback_uri.clone()),
-            Action::Allow => None,
-        };
         let mode = match (decision.mode, &self.enforcement) {
             (RuleMode::Audit, _) => "audit",
             (RuleMode::Enforce, Enforcement::DryRun) => "dry-run",
             (RuleMode::Enforce, Enforcement::Enforce(_)) => "enforce",
         };
+        let enforced = mode == "enforce" && decision.action != Action::Allow;
+        let fate = if enforced { Fate::Withheld } else { Fate::Kept };
+        let earlier = self
+            .recent
+            .lock()
+            .expect("recent-calls lock is never poisoned")
+            .remember(&facts.call_id, fate, std::time::Instant::now());
+        Screening {
+            facts,
+            decision,
+            rules,
+            mode,
+            earlier,
+        }
+    }
+
+    /// Whether notifications about `call_id` go to the bot behind callscreen: not when an
+    /// enforced rule rejected, redirected or ignored the call.
+    pub fn is_withheld(&self, call_id: &str) -> bool {
+        let recent = self
+            .recent
+            .lock()
+            .expect("recent-calls lock is never poisoned");
+        recent.fate(call_id, std::time::Instant::now()) == Some(Fate::Withheld)
+    }
+
+    /// Carries out a decision (the Graph request in enforce mode), logs it and writes its
+    /// audit record. `forwarded` is the bot's answer when the invite was passed on to it.
+    pub async fn finish(
+        &self,
+        screening: Screening,
+        received: Instant,
+        forwarded: Option<Forwarded>,
+    ) -> Outcome {
+        let Screening {
+            facts,
+            decision,
+            rules,
+            mode,
+            earlier,
+        } = screening;
+        let callback_uri = match decision.action {
+            Action::Reject | Action::Redirect => decision
+                .callback_uri
+                .as_deref()
+                .map(str::to_owned)
+                .or_else(|| self.default_callback_uri.clone()),
+            Action::Allow | Action::Ignore => None,
+        };
 
         let mut graph_status = None;
+        let mut upstream_status = None;
         let mut error = None;
-        let outcome = if !first_sight {
-            Outcome::Duplicate
-        } else {
-            match (decision.action, mode, &self.enforcement) {
-                (Action::Allow, _, _) => Outcome::Allowed,
-                (Action::Reject, "enforce", Enforcement::Enforce(graph)) => {
-                    let body = RejectBody {
-                        reason: decision.reason,
-                        callback_uri: callback_uri.clone(),
-                    };
-                    let deadline = received + self.answer_deadline;
-                    match graph.reject(&facts.call_id, &body, deadline).await {
-                        Ok(status) => {
-                            graph_status = Some(status);
-                            Outcome::Rejected
-                        }
-                        Err(failure) => {
-                            graph_status = failure.status();
-                            error = Some(failure.to_string());
-                            match failure {
-                                crate::graph::GraphError::Expired { .. } => Outcome::Expired,
-                                _ => Outcome::Failed,
-                            }
-                        }
-                    }
+        let graph = match &self.enforcement {
+            Enforcement::Enforce(graph) if mode == "enforce" => Some(graph),
+            _ => None,
+        };
+        let outcome = match (earlier, decision.action, graph) {
+            (Some(_), _, _) => Outcome::Duplicate,
+            (None, Action::Allow, _) => match forwarded {
+                None => Outcome::Allowed,
+                Some(Forwarded::Answered(status)) => {
+                    upstream_status = Some(status);
+                    Outcome::Forwarded
                 }
-                (Action::Reject, _, _) => Outcome::WouldReject,
+                Some(Forwarded::Failed(reason)) => {
+                    error = Some(reason);
+                    Outcome::Failed
+                }
+            },
+            (None, Action::Reject, Some(graph)) => {
+                let body = RejectBody {
+                    reason: decision.reason,
+                    callback_uri: callback_uri.clone(),
+                };
+                let result = graph
+                    .reject(&facts.call_id, &body, received + self.answer_deadline)
+                    .await;
+                settle(result, Outcome::Rejected, &mut graph_status, &mut error)
             }
+            (None, Action::Redirect, Some(graph)) => {
+                let redirect = decision
+                    .redirect
+                    .as_deref()
+                    .expect("redirect rules have targets");
+                let body = RedirectBody::new(redirect, callback_uri.clone());
+                let result = graph
+                    .redirect(&facts.call_id, &body, received + self.answer_deadline)
+                    .await;
+                settle(result, Outcome::Redirected, &mut graph_status, &mut error)
+            }
+            (None, Action::Ignore, Some(_)) => Outcome::Ignored,
+            (None, Action::Reject, None) => Outcome::WouldReject,
+            (None, Action::Redirect, None) => Outcome::WouldRedirect,
+            (None, Action::Ignore, None) => Outcome::WouldIgnore,
         };
 
         let latency_ms = (received.elapsed().as_secs_f64() * 1e6).round() / 1e3;
@@ -173,14 +231,12 @@ impl Screener {
             mode,
             outcome = outcome.as_str(),
             graph_status = graph_status.unwrap_or(0),
+            upstream_status = upstream_status.unwrap_or(0),
             latency_ms,
             rules_version = rules.version(),
             "decision"
         );
-        let reason = match decision.action {
-            Action::Reject => Some(decision.reason),
-            Action::Allow => None,
-        };
+        let reason = (decision.action == Action::Reject).then_some(decision.reason);
         let record = AuditRecord {
             ts: now_rfc3339(),
             caller: AuditCaller::from_facts(&facts),
@@ -192,6 +248,7 @@ impl Screener {
             mode,
             outcome,
             graph_status,
+            upstream_status,
             region: facts.caller.region.clone(),
             modalities: facts.modalities.clone(),
             rules_version: rules.version().to_owned(),
@@ -206,6 +263,63 @@ impl Screener {
     }
 }
 
+/// Turns a Graph result into an outcome, noting Graph's status and any error.
+fn settle(
+    result: Result<u16, GraphError>,
+    success: Outcome,
+    graph_status: &mut Option<u16>,
+    error: &mut Option<String>,
+) -> Outcome {
+    match result {
+        Ok(status) => {
+            *graph_status = Some(status);
+            success
+        }
+        Err(failure) => {
+            *graph_status = failure.status();
+            *error = Some(failure.to_string());
+            match failure {
+                GraphError::Expired { .. } => Outcome::Expired,
+                _ => Outcome::Failed,
+            }
+        }
+    }
+}
+
+/// An invite decided but not yet carried out (see [`Screener::decide`]).
+pub struct Screening {
+    pub facts: Facts,
+    pub decision: Decision,
+    rules: Arc<RuleSet>,
+    mode: &'static str,
+    /// The call's fate when it was screened before: this invite is a repeat.
+    earlier: Option<Fate>,
+}
+
+impl Screening {
+    /// Whether the invite's notification goes on to the bot behind callscreen: everything
+    /// but what an enforced rule took away (and repeats of such calls).
+    pub fn is_kept(&self) -> bool {
+        let taken = self.mode == "enforce" && self.decision.action != Action::Allow;
+        match self.earlier {
+            Some(fate) => fate == Fate::Kept,
+            None => !taken,
+        }
+    }
+
+    /// Whether carrying this decision out calls Graph (and so should not wait for the bot).
+    pub fn calls_graph(&self) -> bool {
+        self.earlier.is_none() && self.mode == "enforce" && self.decision.action != Action::Allow
+    }
+}
+
+/// What the bot behind callscreen answered to a forwarded invite.
+#[derive(Debug, Clone)]
+pub enum Forwarded {
+    Answered(u16),
+    Failed(String),
+}
+
 /// A value from a notification made safe for a text log line: control characters (line
 /// breaks, terminal escapes, NUL) are escaped, so a hostile call id cannot forge log lines.
 pub fn loggable(value: &str) -> std::borrow::Cow<'_, str> {
@@ -216,9 +330,18 @@ pub fn loggable(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// What happened to a call, as far as the bot behind callscreen is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Allowed, or only recorded: its notifications go to the bot.
+    Kept,
+    /// Rejected, redirected or ignored by an enforced rule: the bot never hears of it.
+    Withheld,
+}
+
 /// Call ids already screened, bounded in size and age.
 struct RecentCalls {
-    seen: HashMap<String, std::time::Instant>,
+    seen: HashMap<String, (std::time::Instant, Fate)>,
     order: VecDeque<(String, std::time::Instant)>,
     capacity: usize,
     ttl: Duration,
@@ -234,23 +357,37 @@ impl RecentCalls {
         }
     }
 
-    /// True the first time `call_id` is seen within the memory's age and size bounds.
-    fn first_sight(&mut self, call_id: &str, now: std::time::Instant) -> bool {
+    /// Remembers `call_id` with `fate` unless it is already known; returns the fate it
+    /// had when it was seen before.
+    fn remember(&mut self, call_id: &str, fate: Fate, now: std::time::Instant) -> Option<Fate> {
+        self.forget_old(now);
+        if let Some((_, earlier)) = self.seen.get(call_id) {
+            return Some(*earlier);
+        }
+        self.seen.insert(call_id.to_owned(), (now, fate));
+        self.order.push_back((call_id.to_owned(), now));
+        None
+    }
+
+    fn fate(&self, call_id: &str, now: std::time::Instant) -> Option<Fate> {
+        let (at, fate) = self.seen.get(call_id)?;
+        (now.duration_since(*at) < self.ttl).then_some(*fate)
+    }
+
+    fn forget_old(&mut self, now: std::time::Instant) {
         while let Some((oldest, at)) = self.order.front() {
             if now.duration_since(*at) < self.ttl && self.order.len() < self.capacity {
                 break;
             }
-            if self.seen.get(oldest) == Some(at) {
+            if self
+                .seen
+                .get(oldest)
+                .is_some_and(|(seen_at, _)| seen_at == at)
+            {
                 self.seen.remove(oldest);
             }
             self.order.pop_front();
         }
-        if self.seen.contains_key(call_id) {
-            return false;
-        }
-        self.seen.insert(call_id.to_owned(), now);
-        self.order.push_back((call_id.to_owned(), now));
-        true
     }
 
     #[cfg(test)]
@@ -275,9 +412,18 @@ mod tests {
     fn a_call_is_seen_once_until_it_ages_out() {
         let mut recent = RecentCalls::new(10, Duration::from_secs(60));
         let start = std::time::Instant::now();
-        assert!(recent.first_sight("a", start));
-        assert!(!recent.first_sight("a", start + Duration::from_secs(59)));
-        assert!(recent.first_sight("a", start + Duration::from_secs(61)));
+        assert_eq!(recent.remember("a", Fate::Withheld, start), None);
+        let later = start + Duration::from_secs(59);
+        assert_eq!(
+            recent.remember("a", Fate::Kept, later),
+            Some(Fate::Withheld)
+        );
+        assert_eq!(recent.fate("a", later), Some(Fate::Withheld));
+        assert_eq!(recent.fate("a", start + Duration::from_secs(61)), None);
+        assert_eq!(
+            recent.remember("a", Fate::Kept, start + Duration::from_secs(61)),
+            None
+        );
     }
 
     #[test]
@@ -285,11 +431,11 @@ mod tests {
         let mut recent = RecentCalls::new(3, Duration::from_secs(600));
         let now = std::time::Instant::now();
         for id in ["a", "b", "c", "d", "e"] {
-            assert!(recent.first_sight(id, now));
+            assert_eq!(recent.remember(id, Fate::Kept, now), None);
         }
         assert!(recent.len() <= 3, "{}", recent.len());
         // The oldest were forgotten, the newest are still known.
-        assert!(!recent.first_sight("e", now));
-        assert!(recent.first_sight("a", now));
+        assert_eq!(recent.remember("e", Fate::Kept, now), Some(Fate::Kept));
+        assert_eq!(recent.remember("a", Fate::Kept, now), None);
     }
 }

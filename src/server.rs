@@ -21,9 +21,11 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use crate::gateway::{Upstream, partial_batch};
 use crate::inbound::JwtVerifier;
-use crate::notification::{self, NotificationError, SkipReason};
-use crate::screen::{Screener, loggable};
+use crate::notification::{self, NotificationError, Notifications, SkipReason};
+use crate::rules::Action;
+use crate::screen::{Forwarded, Screener, loggable};
 
 /// Bodies larger than this are parsed on the blocking pool.
 const BLOCKING_PARSE_THRESHOLD: usize = 64 * 1024;
@@ -40,6 +42,8 @@ pub struct Server {
     pub auth: Option<Arc<JwtVerifier>>,
     /// Native HTTPS; `None` serves plain HTTP.
     pub tls: Option<TlsAcceptor>,
+    /// Gateway mode: the bot that kept notifications are forwarded to.
+    pub upstream: Option<Arc<Upstream>>,
     /// A client gets this long for the TLS handshake, again for its request headers, and
     /// again for its body; a slow client only ever holds its own connection.
     pub read_timeout: Duration,
@@ -192,14 +196,20 @@ impl Server {
             .as_ref()
             .is_none_or(|verifier| verifier.has_keys());
         let graph_ok = self.screener.graph_ready();
-        let ready = audit_ok && keys_ok && graph_ok;
+        let upstream_ok = self
+            .upstream
+            .as_ref()
+            .is_none_or(|upstream| upstream.is_reachable());
+        let ready = audit_ok && keys_ok && graph_ok && upstream_ok;
         let body = serde_json::json!({
             "ready": ready,
             "mode": self.screener.mode_name(),
             "rules_version": rules.version(),
             "rules": rules.len(),
             "audit_ok": audit_ok,
-            "graph_token": graph_ok,
+                        "graph_token": graph_ok,
+            "upstream": self.upstream.as_ref().map(|upstream| upstream.url().as_str()),
+            "upstream_reachable": self.upstream.as_ref().map(|upstream| upstream.is_reachable()),
             "inbound_auth": if self.auth.is_some() { "jwt" } else { "off" },
             "inbound_keys_loaded": self.auth.as_ref().map(|verifier| verifier.has_keys()),
             "tls": self.tls.is_some(),
@@ -251,6 +261,8 @@ impl Server {
             return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
         }
 
+        // In front of a bot, Graph's headers (its bearer token too) go on with the body.
+        let headers = self.upstream.as_ref().map(|_| request.headers().clone());
         let body = Limited::new(request.into_body(), self.max_body);
         let bytes = match tokio::time::timeout(self.read_timeout, body.collect()).await {
             Err(_) => {
@@ -311,6 +323,11 @@ impl Server {
                 "notification not screened"
             );
         }
+        if let (Some(upstream), Some(headers)) = (&self.upstream, headers) {
+            return self
+                .through_gateway(upstream, &headers, bytes, parsed, received)
+                .await;
+        }
         for facts in parsed.invites {
             self.screener.metrics().invite_received();
             let screener = self.screener.clone();
@@ -319,6 +336,82 @@ impl Server {
             });
         }
         json(StatusCode::ACCEPTED, r#"{"accepted":true}"#)
+    }
+
+    /// Gateway mode: decides every invite at once, starts the Graph requests for the calls
+    /// taken away, forwards the rest of the batch to the bot and answers Graph with the
+    /// bot's answer (202 when nothing was left to forward).
+    async fn through_gateway(
+        &self,
+        upstream: &Arc<Upstream>,
+        headers: &hyper::HeaderMap,
+        bytes: Bytes,
+        parsed: Notifications,
+        received: Instant,
+    ) -> HttpResponse {
+        let mut kept = vec![true; parsed.elements.len()];
+        for skipped in &parsed.skipped {
+            let withheld = skipped
+                .call_id
+                .as_deref()
+                .is_some_and(|id| self.screener.is_withheld(id));
+            kept[skipped.index] = !withheld;
+        }
+        // Allowed invites are recorded once the bot has answered; the others at once.
+        let mut awaiting_bot = Vec::new();
+        for (facts, index) in parsed.invites.into_iter().zip(parsed.invite_indices) {
+            self.screener.metrics().invite_received();
+            let screening = self.screener.decide(facts);
+            kept[index] = screening.is_kept();
+            if screening.is_kept() && screening.decision.action == Action::Allow {
+                awaiting_bot.push(screening);
+            } else {
+                let screener = self.screener.clone();
+                self.tracker.spawn(async move {
+                    screener.finish(screening, received, None).await;
+                });
+            }
+        }
+
+        let kept_count = kept.iter().filter(|kept| **kept).count();
+        if kept_count == 0 {
+            return json(StatusCode::ACCEPTED, r#"{"accepted":true}"#);
+        }
+        let body = if kept_count == kept.len() {
+            bytes
+        } else {
+            partial_batch(&parsed.envelope, &parsed.elements, &kept)
+        };
+        let answer = upstream.forward(headers, body).await;
+        let forwarded = match &answer {
+            Ok(answer) => Forwarded::Answered(answer.status),
+            Err(reason) => Forwarded::Failed(reason.clone()),
+        };
+        for screening in awaiting_bot {
+            let (screener, forwarded) = (self.screener.clone(), forwarded.clone());
+            self.tracker.spawn(async move {
+                screener.finish(screening, received, Some(forwarded)).await;
+            });
+        }
+        match answer {
+            Ok(answer) => {
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let mut response = Response::builder().status(status);
+                if let Some(content_type) = answer.content_type {
+                    response = response.header(CONTENT_TYPE, content_type);
+                }
+                response
+                    .body(Full::new(answer.body))
+                    .expect("valid response parts")
+            }
+            Err(reason) => {
+                tracing::error!(upstream = %upstream.url(), %reason, "cannot forward to the bot");
+                error(
+                    StatusCode::BAD_GATEWAY,
+                    "the bot behind callscreen did not answer",
+                )
+            }
+        }
     }
 }
 

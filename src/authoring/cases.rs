@@ -208,10 +208,7 @@ pub fn run(rules: &RuleSet, cases: &[TestCase]) -> TestReport {
 }
 
 fn meets(decision: &Decision, expect: &Expectation) -> bool {
-    let reason = match decision.action {
-        Action::Reject => Some(decision.reason),
-        Action::Allow => None,
-    };
+    let reason = (decision.action == Action::Reject).then_some(decision.reason);
     decision.action == expect.action
         && expect
             .rule
@@ -303,7 +300,10 @@ impl TestFile<'_> {
                 "call_id" => call_id = self.string(value, "call_id").map(str::to_owned),
                 "at" => at = self.at(value),
                 "repeat" => repeat = self.repeat(value).unwrap_or(1),
-                "action" => action = self.word(value, "action", &[("reject", 0), ("allow", 1)]),
+                "action" => {
+                    let actions = [("reject", 0), ("allow", 1), ("redirect", 2), ("ignore", 3)];
+                    action = self.word(value, "action", &actions);
+                }
                 "rule" => rule = self.rule(value),
                 "reason" => {
                     let reasons = [("none", 0), ("busy", 1), ("forbidden", 2)];
@@ -324,22 +324,24 @@ impl TestFile<'_> {
         if !table.contains_key("action") {
             self.error(
                 header,
-                "test needs \"action\" (\"reject\" or \"allow\")".into(),
+                "test needs \"action\" (reject, allow, redirect, ignore)".into(),
             );
         }
         let action = match action? {
             0 => Action::Reject,
-            _ => Action::Allow,
+            1 => Action::Allow,
+            2 => Action::Redirect,
+            _ => Action::Ignore,
         };
         let reason = reason.map(|reason| match reason {
             0 => Reason::None,
             1 => Reason::Busy,
             _ => Reason::Forbidden,
         });
-        if action == Action::Allow
+        if action != Action::Reject
             && let Some(span) = table.get("reason").map(|value| value.span())
         {
-            self.error(span, "an allow decision has no reason".into());
+            self.error(span, "only a reject decision has a reason".into());
         }
         let mut invites = invites?;
         if let Some(call_id) = call_id {
@@ -635,7 +637,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "t.test.toml:1:1: test needs \"action\" (\"reject\" or \"allow\")",
+                "t.test.toml:1:1: test needs \"action\" (reject, allow, redirect, ignore)",
                 "t.test.toml:2:1: unknown test key \"actoin\" (did you mean \"action\"?)",
                 "t.test.toml:4:8: unknown field \"caller.knd\" (did you mean \"caller.kind\"?)",
                 "t.test.toml:5:9: \"group\" takes true or false, found string \"yes\"",

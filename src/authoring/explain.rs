@@ -40,6 +40,14 @@ pub fn write_text(
     match (&decision.rule, decision.action) {
         (None, _) => writeln!(out, "  → no rule matched → allow")?,
         (Some(rule), Action::Allow) => writeln!(out, "  → allow by rule {rule:?}")?,
+        (Some(rule), Action::Ignore) => writeln!(out, "  → ignore by rule {rule:?}")?,
+        (Some(rule), Action::Redirect) => {
+            let targets = decision
+                .redirect
+                .as_ref()
+                .map_or(0, |redirect| redirect.targets.len());
+            writeln!(out, "  → redirect by rule {rule:?} to {targets} target(s)")?;
+        }
         (Some(rule), Action::Reject) => {
             let reason = serde_json::to_value(decision.reason).unwrap_or(Value::Null);
             let mode = match decision.mode {

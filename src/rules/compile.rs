@@ -22,6 +22,7 @@ use super::diag::{LineIndex, Warning, did_you_mean};
 use super::lists::Lists;
 use super::matcher::{Condition, Rule, RuleLocation, RuleSet};
 use super::rate::RateCounter;
+use super::redirect::{REDIRECT_KEYS, RedirectDraft};
 use super::when::Scope;
 use super::{Action, Decision, Diagnostic, Reason, RuleMode, Source};
 
@@ -38,9 +39,18 @@ const RULE_KEYS: &[&str] = &[
     "enabled",
     "mode",
     "when",
+    "targets",
+    "timeout",
+    "mask_callee",
+    "mask_caller",
 ];
 
-const ACTIONS: &[(&str, Action)] = &[("reject", Action::Reject), ("allow", Action::Allow)];
+const ACTIONS: &[(&str, Action)] = &[
+    ("reject", Action::Reject),
+    ("allow", Action::Allow),
+    ("redirect", Action::Redirect),
+    ("ignore", Action::Ignore),
+];
 const REASONS: &[(&str, Reason)] = &[
     ("none", Reason::None),
     ("busy", Reason::Busy),
@@ -371,6 +381,7 @@ impl Compiler<'_, '_> {
         let mut mode = RuleMode::Enforce;
         let mut condition = Some(Condition::All(Vec::new()));
         let mut description: Option<&str> = None;
+        let mut redirect = RedirectDraft::default();
         let rates_before = self.rates.len();
         let mut scope = Scope {
             lists: self.lists,
@@ -411,6 +422,7 @@ impl Compiler<'_, '_> {
                 "mode" => {
                     mode = choice(file, "mode", value, MODES).unwrap_or(mode);
                 }
+                key_name if REDIRECT_KEYS.contains(&key_name) => redirect.read(file, key, value),
                 "when" => match value.get_ref() {
                     DeValue::Table(when) => {
                         condition = super::when::compile_when(file, label, when, &mut scope);
@@ -441,20 +453,40 @@ impl Compiler<'_, '_> {
                 Some(name) => format!("rule {name:?}"),
                 None => "rule".to_owned(),
             };
-            let message = format!("{rule} is missing \"action\" (\"reject\" or \"allow\")");
+            let message = format!("{rule} is missing \"action\" (reject, allow, redirect, ignore)");
             file.error(header.clone(), message);
         }
-        if action == Some(Action::Allow) {
-            if let Some((_, span, text)) = &reason {
-                let message =
-                    format!("reason {text:?} on an allow rule (only reject rules have one)");
-                file.error(span.clone(), message);
-            }
-            if let Some((uri, span)) = &callback_uri {
-                let message =
-                    format!("callback_uri {uri:?} on an allow rule (only reject rules use one)");
-                file.error(span.clone(), message);
-            }
+        let action_name = match action {
+            Some(Action::Allow) => "an allow",
+            Some(Action::Ignore) => "an ignore",
+            Some(Action::Reject) => "a reject",
+            Some(Action::Redirect) | None => "a redirect",
+        };
+        if let (Some(action), Some((_, span, text))) = (action, &reason)
+            && action != Action::Reject
+        {
+            let message =
+                format!("reason {text:?} on {action_name} rule (only reject rules have one)");
+            file.error(span.clone(), message);
+        }
+        if let (Some(Action::Allow | Action::Ignore), Some((uri, span))) = (action, &callback_uri) {
+            let message = format!(
+                "callback_uri {uri:?} on {action_name} rule \
+                 (only reject and redirect rules use one)"
+            );
+            file.error(span.clone(), message);
+        }
+        if action.is_some_and(|action| action != Action::Redirect)
+            && let Some(span) = redirect.first_key.clone()
+        {
+            let message = format!("{action_name} rule has redirect options (targets, timeout…)");
+            file.error(span, message);
+        }
+        if action == Some(Action::Redirect) && !table.contains_key("targets") {
+            file.error(
+                header.clone(),
+                format!("redirect rule {label:?} has no \"targets\""),
+            );
         }
 
         let compiled = match (name, action, condition) {
@@ -474,6 +506,7 @@ impl Compiler<'_, '_> {
             reason: reason.map_or(Reason::None, |(reason, _, _)| reason),
             callback_uri: callback_uri.map(|(uri, _)| uri),
             mode,
+            redirect: redirect.finish().map(Arc::new),
         };
         let (line, col) = file.index.span_start(&header);
         let location = RuleLocation {

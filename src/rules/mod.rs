@@ -12,6 +12,7 @@ mod explain;
 mod lists;
 mod matcher;
 mod rate;
+mod redirect;
 mod shadow;
 mod time;
 mod warn;
@@ -28,6 +29,7 @@ pub use diag::{Diagnostic, Warning};
 pub use explain::{Explanation, Failure, RuleStep, StepOutcome};
 pub use matcher::{RuleLocation, RuleSetDiff};
 pub use rate::KEY_CAPACITY as RATE_KEY_CAPACITY;
+pub use redirect::{Redirect, RedirectTarget};
 pub use shadow::{ShadowRule, ShadowStats};
 
 /// What a rule does to a matching call.
@@ -36,6 +38,11 @@ pub use shadow::{ShadowRule, ShadowStats};
 pub enum Action {
     Allow,
     Reject,
+    /// Route the call to other targets (`POST …/calls/{id}/redirect`).
+    Redirect,
+    /// Neither reject nor forward: nothing answers, and the caller hears ringing until
+    /// Graph gives up on the invite.
+    Ignore,
 }
 
 impl Action {
@@ -43,6 +50,8 @@ impl Action {
         match self {
             Action::Allow => "allow",
             Action::Reject => "reject",
+            Action::Redirect => "redirect",
+            Action::Ignore => "ignore",
         }
     }
 }
@@ -77,6 +86,8 @@ pub struct Decision {
     /// The rule's `callback_uri`, if it set one.
     pub callback_uri: Option<Arc<str>>,
     pub mode: RuleMode,
+    /// Targets and options of a redirect rule.
+    pub redirect: Option<Arc<Redirect>>,
 }
 
 impl Decision {
@@ -88,6 +99,7 @@ impl Decision {
             reason: Reason::None,
             callback_uri: None,
             mode: RuleMode::Enforce,
+            redirect: None,
         }
     }
 }

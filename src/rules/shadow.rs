@@ -123,6 +123,7 @@ mod tests {
             reason: Reason::None,
             callback_uri: None,
             mode,
+            redirect: None,
         }
     }
 

@@ -118,6 +118,8 @@ struct FakeState {
     arrivals: Vec<Instant>,
     /// Reject answers are delayed by a random time up to this.
     random_delay: Duration,
+    /// Replies of the fake bot at `/bot/…`, used in order; 202 once empty.
+    bot_script: VecDeque<Reply>,
     /// The key set served at `/keys` (OpenID metadata at `/openid` points there).
     jwks: Option<String>,
 }
@@ -209,6 +211,22 @@ impl FakeGraph {
         self.state.lock().unwrap().jwks = Some(jwks.to_string());
     }
 
+    /// The fake calling bot's webhook, for gateway mode.
+    pub fn bot_url(&self) -> String {
+        format!("http://{}/bot/api/calls", self.addr)
+    }
+
+    pub fn script_bot(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().bot_script.extend(replies);
+    }
+
+    pub fn bot_requests(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/bot/"))
+            .collect()
+    }
+
     pub fn openid_url(&self) -> String {
         format!("http://{}/openid", self.addr)
     }
@@ -270,6 +288,12 @@ async fn answer(
                 format!("{ACCESS_TOKEN}-{}", state.token_counter)
             };
             Reply::token(&token)
+        } else if path.starts_with("/bot/") {
+            state.bot_script.pop_front().unwrap_or_else(|| Reply {
+                headers: vec![("content-type", "application/json".into())],
+                body: r#"{"handled":true}"#.into(),
+                ..Reply::status(202)
+            })
         } else if path == "/openid" {
             let body = serde_json::json!({
                 "issuer": "https://api.botframework.com",

@@ -92,7 +92,7 @@ fn unknown_rule_keys_get_suggestions() {
     assert_eq!(
         errors("[[rule]]\nname = \"r\"\nacton = \"reject\"\n"),
         [
-            "rules/a.toml:1:1: rule \"r\" is missing \"action\" (\"reject\" or \"allow\")",
+            "rules/a.toml:1:1: rule \"r\" is missing \"action\" (reject, allow, redirect, ignore)",
             "rules/a.toml:3:1: unknown rule key \"acton\" (did you mean \"action\"?)",
         ]
     );
@@ -132,7 +132,7 @@ fn missing_and_empty_names() {
         errors("[[rule]]\n"),
         [
             "rules/a.toml:1:1: rule is missing \"name\"",
-            "rules/a.toml:1:1: rule is missing \"action\" (\"reject\" or \"allow\")",
+            "rules/a.toml:1:1: rule is missing \"action\" (reject, allow, redirect, ignore)",
         ]
     );
 }
@@ -161,7 +161,8 @@ fn bad_enum_values() {
             "rules/a.toml:4:10: unknown reason \"sometimes\" \
              (expected \"none\", \"busy\", \"forbidden\")",
             "rules/a.toml:5:8: unknown mode \"aduit\" (did you mean \"audit\"?)",
-            "rules/a.toml:8:10: unknown action \"drop\" (expected \"reject\", \"allow\")",
+            "rules/a.toml:8:10: unknown action \"drop\" \
+             (expected \"reject\", \"allow\", \"redirect\", \"ignore\")",
         ]
     );
 }
@@ -175,7 +176,7 @@ fn reason_and_callback_only_on_reject_rules() {
         [
             "rules/a.toml:4:1: reason \"none\" on an allow rule (only reject rules have one)",
             "rules/a.toml:5:1: callback_uri \"https://bot.example.com/cb\" on an allow rule \
-         (only reject rules use one)",
+         (only reject and redirect rules use one)",
         ]
     );
 }
@@ -585,7 +586,7 @@ fn load_dir_reports_paths_inside_the_folder() {
         errors,
         [
             format!(
-                "{}:1:1: rule \"a\" is missing \"action\" (\"reject\" or \"allow\")",
+                "{}:1:1: rule \"a\" is missing \"action\" (reject, allow, redirect, ignore)",
                 path("a.toml")
             ),
             format!(
@@ -721,4 +722,70 @@ fn identical_folders_share_a_version() {
     assert_eq!(first.version(), second.version());
     assert_eq!(first.version().len(), 12);
     assert!(first.version().bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+#[test]
+fn redirect_rules_compile_their_targets_and_options() {
+    let text = "[[rule]]\nname = \"desk\"\naction = \"redirect\"\n\
+                targets = [{ user = \"u-1\" }, { phone = \"+1 (555) 0100\" }, \
+                { application_instance = \"ai-1\" }]\n\
+                timeout = 20\nmask_callee = false\n";
+    let set = compile(&[source("rules/a.toml", text)]).unwrap();
+    let decision = set.evaluate(&crate::facts::Facts::default());
+    assert_eq!(decision.action, Action::Redirect);
+    let redirect = decision.redirect.expect("redirect options");
+    assert_eq!(
+        redirect.targets,
+        [
+            super::super::RedirectTarget::User("u-1".into()),
+            super::super::RedirectTarget::Phone("+15550100".into()),
+            super::super::RedirectTarget::ApplicationInstance("ai-1".into()),
+        ]
+    );
+    assert_eq!(redirect.timeout, Some(20));
+    assert_eq!(redirect.mask_callee, Some(false));
+    assert_eq!(redirect.mask_caller, None);
+}
+
+#[test]
+fn broken_redirect_rules_name_the_problem() {
+    let redirect = "[[rule]]\nname = \"r\"\naction = \"redirect\"\n";
+    assert_eq!(
+        errors(redirect),
+        ["rules/a.toml:1:1: redirect rule \"r\" has no \"targets\""]
+    );
+    assert_eq!(
+        errors(&format!("{redirect}targets = []\n")),
+        ["rules/a.toml:4:11: \"targets\" must hold 1 to 25 targets"]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{redirect}targets = [{{ phone = \"call me\" }}]\n"
+        )),
+        ["rules/a.toml:4:22: redirect phone \"call me\" is not an E.164 number (+…)"]
+    );
+    assert_eq!(
+        errors(&format!("{redirect}targets = [{{ usr = \"u\" }}]\n")),
+        ["rules/a.toml:4:14: unknown redirect target kind \"usr\" (did you mean \"user\"?)"]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{redirect}targets = [{{ user = \"u\", phone = \"+1\" }}]\n"
+        )),
+        ["rules/a.toml:4:12: a target names one of user, phone, application_instance"]
+    );
+    assert_eq!(
+        errors(&format!(
+            "{redirect}targets = [{{ user = \"u\" }}]\ntimeout = 5\n"
+        )),
+        ["rules/a.toml:5:11: \"timeout\" must be a whole number of seconds from 15 to 90"]
+    );
+    assert_eq!(
+        errors("[[rule]]\nname = \"r\"\naction = \"reject\"\ntargets = [{ user = \"u\" }]\n"),
+        ["rules/a.toml:4:1: a reject rule has redirect options (targets, timeout…)"]
+    );
+    assert_eq!(
+        errors("[[rule]]\nname = \"r\"\naction = \"ignore\"\nreason = \"busy\"\n"),
+        ["rules/a.toml:4:1: reason \"busy\" on an ignore rule (only reject rules have one)"]
+    );
 }

@@ -431,6 +431,7 @@ fn decision_carries_rule_settings() {
             reason: Reason::Busy,
             callback_uri: Some(Arc::from("https://bot.example.com/api/calls/screened")),
             mode: RuleMode::Audit,
+            redirect: None,
         }
     );
 
