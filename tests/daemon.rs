@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -36,47 +35,13 @@ caller.kind = "guest"
 modalities = { any = ["video"] }
 "#;
 
-struct Setup {
-    _temp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    audit: PathBuf,
-    rules: PathBuf,
-}
-
 /// A temp folder with `rules/` holding `files`, an audit path and a config file.
-fn setup(extra_config: &str, files: &[(&str, &str)]) -> Setup {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().to_owned();
-    let rules = dir.join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    for (name, text) in files {
-        std::fs::write(rules.join(name), text).unwrap();
-    }
-    let config = dir.join("callscreen.toml");
-    let audit = dir.join("audit.jsonl");
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nrules = \"rules\"\n{extra_config}\n\
-         [audit]\npath = \"audit.jsonl\"\n"
-    );
-    std::fs::write(&config, text).unwrap();
-    Setup {
-        _temp: temp,
-        dir,
-        config,
-        audit,
-        rules,
-    }
+fn setup(extra_config: &str, files: &[(&str, &str)]) -> Workspace {
+    Workspace::new(extra_config, files)
 }
 
 fn enforce_config(graph: &FakeGraph, extra_graph: &str) -> String {
-    format!(
-        "mode = \"enforce\"\nanswer_deadline = \"3s\"\n[graph]\nbase_url = \"{}\"\n\
-         token_url = \"{}\"\ntenant_id = \"5e6a0a2e-dd70-434d-81d7-7cffb7decc0c\"\n\
-         client_id = \"566bf9d7-c55a-45f8-91a6-e55e9b9b1325\"\n{extra_graph}\n",
-        graph.base_url(),
-        graph.token_url()
-    )
+    support::enforce_config(graph, "3s", extra_graph)
 }
 
 fn notify(daemon: &Daemon, body: &str) -> u16 {

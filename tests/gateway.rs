@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -37,39 +36,12 @@ caller.kind = "application"
 const ANONYMOUS_ID: &str = "2e012631-9a72-480d-908a-3e291dd257d5";
 const USER_CALL: &str = "683447c1-0cc8-4f11-9d4e-abbd1fcfb980";
 
-struct Setup {
-    _temp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    audit: PathBuf,
-}
-
-fn setup(graph: &FakeGraph, mode: &str, upstream: Option<&str>) -> Setup {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().to_owned();
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/50-rules.toml"), RULES).unwrap();
+fn setup(graph: &FakeGraph, mode: &str, upstream: Option<&str>) -> Workspace {
     let upstream = upstream
         .map(|url| format!("[upstream]\nurl = \"{url}\"\ntimeout = \"2s\"\n"))
         .unwrap_or_default();
-    let config = dir.join("callscreen.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nmode = \"{mode}\"\n[audit]\npath = \"audit.jsonl\"\n\
-             [graph]\nbase_url = \"{}\"\ntoken_url = \"{}\"\ntenant_id = \"t\"\n\
-             client_id = \"c\"\n{upstream}",
-            graph.base_url(),
-            graph.token_url()
-        ),
-    )
-    .unwrap();
-    Setup {
-        _temp: temp,
-        audit: dir.join("audit.jsonl"),
-        dir,
-        config,
-    }
+    let config = support::enforce_config(graph, "15s", "").replace("enforce", mode);
+    Workspace::new(&format!("{config}{upstream}"), &[("50-rules.toml", RULES)])
 }
 
 /// POSTs `body` as Graph would, with its bearer token and correlation header.

@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,36 +46,9 @@ caller.kind = "user"
 
 const BROKEN: &str = "[[rule]]\nname = \"no-anonymous\"\naction = \"reject\"\nreason = \"maybe\"\n";
 
-struct Setup {
-    _temp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    audit: PathBuf,
-}
-
-fn setup(graph: &FakeGraph) -> Setup {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().to_owned();
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/50-rules.toml"), RULES_A).unwrap();
-    let config = dir.join("callscreen.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nmode = \"enforce\"\n[audit]\npath = \"audit.jsonl\"\n\
-             [graph]\nbase_url = \"{}\"\ntoken_url = \"{}\"\n\
-             tenant_id = \"t\"\nclient_id = \"c\"\n",
-            graph.base_url(),
-            graph.token_url()
-        ),
-    )
-    .unwrap();
-    Setup {
-        _temp: temp,
-        audit: dir.join("audit.jsonl"),
-        dir,
-        config,
-    }
+fn setup(graph: &FakeGraph) -> Workspace {
+    let config = support::enforce_config(graph, "15s", "");
+    Workspace::new(&config, &[("50-rules.toml", RULES_A)])
 }
 
 /// The rules version `check` reports for `text`.

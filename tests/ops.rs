@@ -4,7 +4,6 @@
 mod support;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,40 +26,12 @@ mode = "audit"
 caller.kind = "guest"
 "#;
 
-struct Setup {
-    _temp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    audit: PathBuf,
-}
-
-fn setup(extra_config: &str) -> Setup {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().to_owned();
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/50-rules.toml"), RULES).unwrap();
-    let config = dir.join("callscreen.toml");
-    std::fs::write(
-        &config,
-        format!("listen = \"127.0.0.1:0\"\n{extra_config}\n[audit]\npath = \"audit.jsonl\"\n"),
-    )
-    .unwrap();
-    let audit = dir.join("audit.jsonl");
-    Setup {
-        _temp: temp,
-        dir,
-        config,
-        audit,
-    }
+fn setup(extra_config: &str) -> Workspace {
+    Workspace::new(extra_config, &[("50-rules.toml", RULES)])
 }
 
 fn enforce(graph: &FakeGraph) -> String {
-    format!(
-        "mode = \"enforce\"\n[graph]\nbase_url = \"{}\"\ntoken_url = \"{}\"\n\
-         tenant_id = \"t\"\nclient_id = \"c\"\n",
-        graph.base_url(),
-        graph.token_url()
-    )
+    support::enforce_config(graph, "15s", "")
 }
 
 fn receive_all(socket: &UnixDatagram, until: &str, timeout: Duration) -> Vec<String> {

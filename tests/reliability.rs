@@ -20,35 +20,8 @@ caller.kind = "anonymous"
 
 const ANONYMOUS_ID: &str = "2e012631-9a72-480d-908a-3e291dd257d5";
 
-struct Setup {
-    _temp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    audit: PathBuf,
-}
-
-fn setup(config: &str) -> Setup {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().to_owned();
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/50-rules.toml"), RULES).unwrap();
-    let path = dir.join("callscreen.toml");
-    let audit_table = if config.contains("[audit]") {
-        ""
-    } else {
-        "[audit]\npath = \"audit.jsonl\"\n"
-    };
-    std::fs::write(
-        &path,
-        format!("listen = \"127.0.0.1:0\"\n{config}\n{audit_table}"),
-    )
-    .unwrap();
-    Setup {
-        _temp: temp,
-        audit: dir.join("audit.jsonl"),
-        dir,
-        config: path,
-    }
+fn setup(config: &str) -> Workspace {
+    Workspace::new(config, &[("50-rules.toml", RULES)])
 }
 
 fn enforce(graph_base: &str, token_url: &str, deadline: &str) -> String {
@@ -68,7 +41,7 @@ fn anonymous_call(call_id: &str) -> String {
     example("anonymous-caller-no-id.json").replace(ANONYMOUS_ID, call_id)
 }
 
-fn only_record(setup: &Setup) -> Value {
+fn only_record(setup: &Workspace) -> Value {
     wait_audit(&setup.audit, 1).remove(0)
 }
 

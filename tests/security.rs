@@ -5,7 +5,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::Jwk;
@@ -34,31 +33,8 @@ reason = "busy"
 caller.kind = "phone"
 "#;
 
-struct Setup {
-    _temp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    audit: PathBuf,
-}
-
-fn setup(extra_config: &str) -> Setup {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().to_owned();
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/50-rules.toml"), RULES).unwrap();
-    let config = dir.join("callscreen.toml");
-    std::fs::write(
-        &config,
-        format!("listen = \"127.0.0.1:0\"\n{extra_config}\n[audit]\npath = \"audit.jsonl\"\n"),
-    )
-    .unwrap();
-    let audit = dir.join("audit.jsonl");
-    Setup {
-        _temp: temp,
-        dir,
-        config,
-        audit,
-    }
+fn setup(extra_config: &str) -> Workspace {
+    Workspace::new(extra_config, &[("50-rules.toml", RULES)])
 }
 
 fn jwks(private_der: &[u8], kid: &str) -> Value {

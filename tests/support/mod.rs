@@ -543,3 +543,57 @@ pub fn http_client() -> reqwest::blocking::Client {
         .build()
         .unwrap()
 }
+
+/// A temp folder for one daemon: `rules/` with the given files, a config file, and the
+/// audit log path (`audit.jsonl`, unless the config names its own `[audit]` table).
+pub struct Workspace {
+    _temp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub audit: PathBuf,
+    pub rules: PathBuf,
+}
+
+impl Workspace {
+    /// `config` is written after `listen = "127.0.0.1:0"`; it may hold tables.
+    pub fn new(config: &str, rule_files: &[(&str, &str)]) -> Workspace {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_owned();
+        let rules = dir.join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        for (name, text) in rule_files {
+            std::fs::write(rules.join(name), text).unwrap();
+        }
+        let audit_table = if config.contains("[audit]") {
+            ""
+        } else {
+            "[audit]\npath = \"audit.jsonl\"\n"
+        };
+        let path = dir.join("callscreen.toml");
+        let text = format!("listen = \"127.0.0.1:0\"\n{config}\n{audit_table}");
+        std::fs::write(&path, text).unwrap();
+        Workspace {
+            _temp: temp,
+            audit: dir.join("audit.jsonl"),
+            config: path,
+            dir,
+            rules,
+        }
+    }
+
+    /// Starts the daemon on this workspace's config.
+    pub fn start(&self) -> Daemon {
+        Daemon::start(&self.dir, &self.config)
+    }
+}
+
+/// Enforce-mode settings against `graph`; `extra_graph` lines go into its `[graph]` table.
+pub fn enforce_config(graph: &FakeGraph, deadline: &str, extra_graph: &str) -> String {
+    format!(
+        "mode = \"enforce\"\nanswer_deadline = \"{deadline}\"\n[graph]\nbase_url = \"{}\"\n\
+         token_url = \"{}\"\ntenant_id = \"5e6a0a2e-dd70-434d-81d7-7cffb7decc0c\"\n\
+         client_id = \"566bf9d7-c55a-45f8-91a6-e55e9b9b1325\"\n{extra_graph}\n",
+        graph.base_url(),
+        graph.token_url()
+    )
+}
