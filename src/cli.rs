@@ -348,9 +348,14 @@ fn check(rules: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<ExitCo
             for diagnostic in &diagnostics {
                 writeln!(stderr, "{diagnostic}")?;
             }
+            let noun = if diagnostics.len() == 1 {
+                "problem"
+            } else {
+                "problems"
+            };
             writeln!(
                 stderr,
-                "error: {} problems in {}",
+                "error: {} {noun} in {}",
                 diagnostics.len(),
                 dir.display()
             )?;
