@@ -218,10 +218,8 @@ impl Screener {
             },
             decision.rule.as_deref(),
         );
-        if let Some(rule) = decision.rule.as_deref()
-            && outcome != Outcome::Duplicate
-        {
-            self.status.record_hit(rule, mode == "audit", &facts);
+        if outcome != Outcome::Duplicate {
+            self.status.record_hit(&decision, &facts);
         }
         tracing::info!(
             call_id = %loggable(&facts.call_id),

@@ -1,18 +1,15 @@
 //! What `GET /status` and `callscreen status` report: uptime, mode, the rules in force and
 //! since when, the last reload error, and per rule its hits. Audit-mode rules also keep
-//! shadow evidence: how many calls from how many distinct callers they would have rejected.
+//! shadow evidence ([`ShadowStats`]): how many calls from how many distinct callers they
+//! would have rejected.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use serde::Serialize;
 
 use crate::facts::Facts;
-use crate::rules::RuleSet;
-
-/// Distinct callers remembered per audit-mode rule; past it the count is a lower bound.
-const DISTINCT_CALLER_LIMIT: usize = 100_000;
+use crate::rules::{Decision, RuleSet, ShadowStats};
 
 pub struct Status {
     started: std::time::Instant,
@@ -25,6 +22,7 @@ struct Inner {
     rules_loaded_at: jiff::Timestamp,
     last_reload_error: Option<ReloadError>,
     rules: HashMap<String, RuleStat>,
+    shadow: ShadowStats,
 }
 
 #[derive(Clone, Serialize)]
@@ -37,9 +35,7 @@ struct RuleStat {
     since: jiff::Timestamp,
     since_version: String,
     hits: u64,
-    shadow_hits: u64,
     last_hit: Option<jiff::Timestamp>,
-    shadow_callers: HashSet<u64>,
 }
 
 impl RuleStat {
@@ -48,9 +44,7 @@ impl RuleStat {
             since: now,
             since_version: version.to_owned(),
             hits: 0,
-            shadow_hits: 0,
             last_hit: None,
-            shadow_callers: HashSet::new(),
         }
     }
 }
@@ -74,9 +68,11 @@ pub struct RuleReport {
     pub name: String,
     pub enabled: bool,
     pub hits: u64,
+    /// Calls this audit-mode rule would have rejected.
     pub shadow_hits: u64,
-    /// Distinct callers among the shadow hits (a lower bound past 100,000).
-    pub shadow_distinct_callers: usize,
+    /// Distinct callers (by number, else id) among the shadow hits; anonymous callers are
+    /// not counted.
+    pub shadow_distinct_callers: u64,
     pub last_hit: Option<String>,
     /// When this rule's current definition came into force, and in which rules version.
     pub in_force_since: String,
@@ -98,6 +94,7 @@ impl Status {
                 rules_loaded_at: now,
                 last_reload_error: None,
                 rules: stats,
+                shadow: ShadowStats::new(),
             }),
         }
     }
@@ -106,24 +103,28 @@ impl Status {
         self.inner.lock().expect("status lock is never poisoned")
     }
 
-    /// Counts a decision by `rule`; `shadow` when the rule is in audit mode.
-    pub fn record_hit(&self, rule: &str, shadow: bool, facts: &Facts) {
+    /// Counts a decision made by a rule: a reject by a rule in audit mode as shadow
+    /// evidence, anything else as a hit.
+    pub fn record_hit(&self, decision: &Decision, facts: &Facts) {
+        let Some(rule) = decision.rule.as_deref() else {
+            return;
+        };
         let now = jiff::Timestamp::now();
         let mut inner = self.lock();
-        let version = inner.rules_version.clone();
+        let inner = &mut *inner;
+        if inner
+            .shadow
+            .record(decision, facts, now, &inner.rules_version)
+        {
+            return;
+        }
+        let version = &inner.rules_version;
         let stat = inner
             .rules
             .entry(rule.to_owned())
-            .or_insert_with(|| RuleStat::new(now, &version));
+            .or_insert_with(|| RuleStat::new(now, version));
         stat.last_hit = Some(now);
-        if shadow {
-            stat.shadow_hits += 1;
-            if stat.shadow_callers.len() < DISTINCT_CALLER_LIMIT {
-                stat.shadow_callers.insert(caller_key(facts));
-            }
-        } else {
-            stat.hits += 1;
-        }
+        stat.hits += 1;
     }
 
     /// A new rule set is in force. Rules named in `changed` (new or redefined) start their
@@ -137,7 +138,10 @@ impl Status {
         for name in rules.rule_names() {
             let stat = match inner.rules.remove(name) {
                 Some(stat) if !changed.contains(name) => stat,
-                _ => RuleStat::new(now, &version),
+                _ => {
+                    inner.shadow.forget(name);
+                    RuleStat::new(now, &version)
+                }
             };
             next.insert(name.to_owned(), stat);
         }
@@ -159,13 +163,15 @@ impl Status {
             .rule_names()
             .map(|name| {
                 let stat = inner.rules.get(name);
+                let shadow = inner.shadow.get(name);
+                let last_hit = stat.and_then(|s| s.last_hit).map(|t| t.to_string());
                 RuleReport {
                     name: name.to_owned(),
                     enabled: enabled.contains(name),
                     hits: stat.map_or(0, |s| s.hits),
-                    shadow_hits: stat.map_or(0, |s| s.shadow_hits),
-                    shadow_distinct_callers: stat.map_or(0, |s| s.shadow_callers.len()),
-                    last_hit: stat.and_then(|s| s.last_hit).map(|t| t.to_string()),
+                    shadow_hits: shadow.map_or(0, |s| s.calls),
+                    shadow_distinct_callers: shadow.map_or(0, |s| s.callers),
+                    last_hit: last_hit.or_else(|| shadow.map(|s| s.last.clone())),
                     in_force_since: stat.map_or(inner.rules_loaded_at, |s| s.since).to_string(),
                     since_rules_version: stat
                         .map_or_else(|| inner.rules_version.clone(), |s| s.since_version.clone()),
@@ -187,16 +193,4 @@ impl Status {
             rules: reports,
         }
     }
-}
-
-/// A caller's identity for counting distinct callers: the phone number, else the id, else
-/// the kind (anonymous callers count as one).
-fn caller_key(facts: &Facts) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let identity = facts.caller.phone.as_deref().or(facts.caller.id.as_deref());
-    identity
-        .unwrap_or(&facts.caller.kind)
-        .to_lowercase()
-        .hash(&mut hasher);
-    hasher.finish()
 }

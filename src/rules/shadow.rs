@@ -107,6 +107,11 @@ impl ShadowStats {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// Drops a rule's evidence (it was redefined: the old evidence says nothing about it).
+    pub fn forget(&mut self, rule: &str) {
+        self.rules.remove(rule);
+    }
 }
 
 #[cfg(test)]
