@@ -38,7 +38,10 @@ fuzz_target!(|body: &[u8]| {
     let rules = fixed_rules();
     for facts in &parsed.invites {
         let call_id = facts.call_id.as_str();
-        assert!(!call_id.is_empty() && call_id.trim() == call_id, "{call_id:?}");
+        assert!(
+            !call_id.is_empty() && call_id.trim() == call_id,
+            "{call_id:?}"
+        );
         evaluate_checked(rules, facts);
     }
 });

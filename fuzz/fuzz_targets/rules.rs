@@ -42,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(diagnostics) => {
-            assert!(!diagnostics.is_empty(), "a failed compile without diagnostics");
+            assert!(
+                !diagnostics.is_empty(),
+                "a failed compile without diagnostics"
+            );
             for diagnostic in &diagnostics {
                 let source = sources
                     .iter()

@@ -180,7 +180,10 @@ pub fn check_diagnostic(display: &str, path: &Path, line: usize, col: usize, tex
         "diagnostic {display:?} does not start with {path:?}"
     );
     if line == 0 {
-        assert_eq!(col, 0, "a diagnostic without a line has a column: {display:?}");
+        assert_eq!(
+            col, 0,
+            "a diagnostic without a line has a column: {display:?}"
+        );
         return;
     }
     let lines: Vec<&str> = text.split('\n').collect();
