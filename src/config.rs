@@ -447,7 +447,7 @@ impl Config {
             answer_deadline,
             max_body: max_body as usize,
             read_timeout,
-            log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
+            log_level: log_level(raw.log_level)?,
             audit,
             graph_base_url,
             default_callback_uri,
@@ -457,6 +457,26 @@ impl Config {
             upstream,
         })
     }
+}
+
+/// A `tracing` filter: levels, optionally per target (`warn,callscreen=debug`). A bare word
+/// that is not a level would silently be read as a target name and switch logging off, so
+/// it is refused.
+fn log_level(raw: Option<String>) -> Result<String, ConfigError> {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    let text = raw.unwrap_or_else(|| "info".to_owned());
+    for directive in text.split(',').map(str::trim) {
+        let level = directive.rsplit('=').next().unwrap_or("");
+        let bare_word = !directive.contains('=') && !directive.contains("::");
+        if (bare_word || directive.contains('='))
+            && !LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        {
+            let reason =
+                "expected trace, debug, info, warn, error or off, optionally as target=level";
+            return Err(invalid("log_level", &text, reason));
+        }
+    }
+    Ok(text)
 }
 
 fn inbound_auth(raw: RawInbound) -> Result<InboundAuth, ConfigError> {
@@ -713,6 +733,8 @@ mod tests {
             ("max_body = \"lots\"", "invalid max_body"),
             ("mode = \"enforcing\"", "invalid mode"),
             ("notification_path = \"api\"", "invalid notification_path"),
+            ("log_level = \"verbose\"", "invalid log_level"),
+            ("log_level = \"callscreen=loud\"", "invalid log_level"),
             (
                 "[graph]\ndefault_callback_uri = \"http://bot/x\"",
                 "must be https",
@@ -787,6 +809,22 @@ mod tests {
         assert!(load("[audit]\nredact = true\nredact_key_file = \"short.key\"\n").is_err());
         let config = load("[audit]\nredact = true\nredact_key_file = \"good.key\"\n").unwrap();
         assert_eq!(config.redact_key.unwrap().expose(), "0123456789abcdef0123");
+    }
+
+    #[test]
+    fn log_levels_take_levels_and_per_target_levels() {
+        for level in [
+            "warn",
+            "INFO",
+            "warn,callscreen=debug",
+            "callscreen::reload=trace",
+        ] {
+            let config = from_text(
+                &format!("log_level = \"{level}\""),
+                &SecretSources::default(),
+            );
+            assert_eq!(config.unwrap().log_level, level);
+        }
     }
 
     #[test]

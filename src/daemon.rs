@@ -117,7 +117,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         InboundAuth::Jwt(auth_config) => {
             let http = key_fetch_client()?;
-            let verifier = Arc::new(JwtVerifier::start(auth_config.as_ref().clone(), http).await);
+            // Keys are fetched in the background: a slow key server must not hold up start-up
+            // (the daemon answers 401 and reports not ready until they arrive).
+            let verifier = Arc::new(JwtVerifier::new(auth_config.as_ref().clone(), http));
             verifier.clone().spawn_refresh();
             Some(verifier)
         }

@@ -8,23 +8,30 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::HeaderMap;
-use hyper::header::{self, HeaderName};
+use hyper::header;
 use url::Url;
 
 /// How often the bot's address is probed for `/readyz`.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Headers that belong to one connection, not to the request; never forwarded.
-const HOP_BY_HOP: &[HeaderName] = &[
-    header::CONNECTION,
-    header::HOST,
-    header::CONTENT_LENGTH,
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
+/// The bot's answer goes back to Graph; a larger one is refused (502).
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// Headers that belong to one connection, not to the request; never forwarded, and neither
+/// are the headers `Connection` names.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "proxy-connection",
 ];
 
 /// The bot behind callscreen.
@@ -39,6 +46,7 @@ pub struct Upstream {
 pub struct UpstreamAnswer {
     pub status: u16,
     pub content_type: Option<header::HeaderValue>,
+    pub content_encoding: Option<header::HeaderValue>,
     pub body: Bytes,
 }
 
@@ -59,8 +67,13 @@ impl Upstream {
         })
     }
 
-    pub fn url(&self) -> &Url {
-        &self.url
+    /// The bot's URL without credentials or query, for logs, errors and `/readyz`.
+    pub fn display_url(&self) -> String {
+        let mut shown = self.url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        shown.set_query(None);
+        shown.to_string()
     }
 
     /// Whether the last probe or forward reached the bot.
@@ -69,20 +82,28 @@ impl Upstream {
     }
 
     /// Passes a notification on: same method (POST), the headers Graph sent except the
-    /// hop-by-hop ones, and `body`.
+    /// hop-by-hop ones, and `body`. `suffix` is the part of the request path below the
+    /// notification path (a per-call callback URI), `query` the request's query string;
+    /// both are appended to the bot's URL.
     pub async fn forward(
         &self,
         headers: &HeaderMap,
+        suffix: &str,
+        query: Option<&str>,
         body: Bytes,
     ) -> Result<UpstreamAnswer, String> {
-        let mut outgoing = headers.clone();
-        for name in HOP_BY_HOP {
-            outgoing.remove(name);
+        let mut target = self.url.clone();
+        if !suffix.is_empty() {
+            let path = format!("{}{suffix}", target.path().trim_end_matches('/'));
+            target.set_path(&path);
+        }
+        if let Some(query) = query {
+            target.set_query(Some(query));
         }
         let sent = self
             .http
-            .post(self.url.clone())
-            .headers(outgoing)
+            .post(target)
+            .headers(forwardable(headers))
             .body(body)
             .send()
             .await;
@@ -91,20 +112,22 @@ impl Upstream {
             Err(error) => {
                 self.reachable.store(false, Ordering::Relaxed);
                 let reason = if error.is_timeout() {
-                    "timed out"
+                    "did not answer in time"
                 } else {
-                    "unreachable"
+                    "is unreachable"
                 };
-                return Err(format!("the bot at {} is {reason}", self.url));
+                return Err(format!("the bot at {} {reason}", self.display_url()));
             }
         };
         self.reachable.store(true, Ordering::Relaxed);
         let status = response.status().as_u16();
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let body = response.bytes().await.unwrap_or_default();
+        let content_encoding = response.headers().get(header::CONTENT_ENCODING).cloned();
+        let body = read_limited(response).await?;
         Ok(UpstreamAnswer {
             status,
             content_type,
+            content_encoding,
             body,
         })
     }
@@ -118,10 +141,11 @@ impl Upstream {
                 ticks.tick().await;
                 let reachable = self.probe().await;
                 let was = self.reachable.swap(reachable, Ordering::Relaxed);
+                let upstream = self.display_url();
                 if was && !reachable {
-                    tracing::warn!(upstream = %self.url, "the bot behind callscreen is down");
+                    tracing::warn!(%upstream, "the bot behind callscreen is down");
                 } else if !was && reachable {
-                    tracing::info!(upstream = %self.url, "the bot behind callscreen is reachable");
+                    tracing::info!(%upstream, "the bot behind callscreen is up");
                 }
             }
         });
@@ -138,6 +162,43 @@ impl Upstream {
             }
         }
         false
+    }
+}
+
+/// Graph's headers minus the hop-by-hop ones and those `Connection` names.
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut outgoing = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name_text = name.as_str();
+        if HOP_BY_HOP.contains(&name_text) || named.iter().any(|named| named == name_text) {
+            continue;
+        }
+        outgoing.append(name.clone(), value.clone());
+    }
+    outgoing
+}
+
+/// The bot's answer body, refused past [`MAX_ANSWER`] or when it arrives incomplete.
+async fn read_limited(mut response: reqwest::Response) -> Result<Bytes, String> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    return Err("the bot's answer is larger than 1 MiB".into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(_) => return Err("the bot's answer broke off".into()),
+        }
     }
 }
 
@@ -162,6 +223,29 @@ pub fn partial_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer t".parse().unwrap());
+        headers.insert("connection", "keep-alive, x-hop".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-hop", "1".parse().unwrap());
+        headers.insert("expect", "100-continue".parse().unwrap());
+        headers.insert("host", "bot.example.com".parse().unwrap());
+        headers.insert("x-microsoft-skype-chain-id", "c".parse().unwrap());
+        let kept = forwardable(&headers);
+        let mut names: Vec<&str> = kept.keys().map(|name| name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["authorization", "x-microsoft-skype-chain-id"]);
+    }
+
+    #[test]
+    fn the_shown_url_carries_no_credentials() {
+        let url = Url::parse("http://user:pw@127.0.0.1:9000/api/calls?key=s").unwrap();
+        let upstream = Upstream::new(url, Duration::from_secs(1)).unwrap();
+        assert_eq!(upstream.display_url(), "http://127.0.0.1:9000/api/calls");
+    }
 
     #[test]
     fn a_partial_batch_keeps_the_envelope_and_the_order() {

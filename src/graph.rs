@@ -81,12 +81,14 @@ pub struct RedirectBody {
 }
 
 impl RedirectBody {
-    pub fn new(redirect: &Redirect, callback_uri: Option<String>) -> RedirectBody {
+    /// `masking`: whether the Graph version in use takes `maskCallee`/`maskCaller` (the
+    /// beta endpoint does; v1.0 refuses them), so they are sent only then.
+    pub fn new(redirect: &Redirect, callback_uri: Option<String>, masking: bool) -> RedirectBody {
         RedirectBody {
             targets: redirect.targets.iter().map(invitation_target).collect(),
             timeout: redirect.timeout,
-            mask_callee: redirect.mask_callee,
-            mask_caller: redirect.mask_caller,
+            mask_callee: redirect.mask_callee.filter(|_| masking),
+            mask_caller: redirect.mask_caller.filter(|_| masking),
             callback_uri,
         }
     }
@@ -191,6 +193,13 @@ impl GraphClient {
     /// refused rather than sent.
     pub fn reject_url(&self, call_id: &str) -> Result<Url, GraphError> {
         reject_url(&self.base_url, call_id)
+    }
+
+    /// Whether this Graph version takes the redirect masking options (only `beta` does).
+    pub fn accepts_masking(&self) -> bool {
+        self.base_url
+            .path_segments()
+            .is_some_and(|mut segments| segments.any(|s| s == "beta"))
     }
 
     /// Whether a token has been obtained since start.
@@ -621,7 +630,9 @@ mod tests {
             mask_callee: None,
             mask_caller: Some(true),
         };
-        let body = RedirectBody::new(&redirect, Some("https://bot.example.com/cb".into()));
+        let body = RedirectBody::new(&redirect, Some("https://bot.example.com/cb".into()), true);
+        let plain = RedirectBody::new(&redirect, None, false);
+        assert_eq!((plain.mask_callee, plain.mask_caller), (None, None));
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["timeout"], 30);
         assert_eq!(json["maskCaller"], true);

@@ -163,8 +163,16 @@ impl Screener {
         };
 
         let mut graph_status = None;
-        let mut upstream_status = None;
-        let mut error = None;
+        // Any kept invite forwarded to the bot (would_reject in dry-run too) records the
+        // bot's answer.
+        let upstream_status = match &forwarded {
+            Some(Forwarded::Answered(status)) => Some(*status),
+            _ => None,
+        };
+        let mut error = match &forwarded {
+            Some(Forwarded::Failed(reason)) => Some(reason.clone()),
+            _ => None,
+        };
         let graph = match &self.enforcement {
             Enforcement::Enforce(graph) if mode == "enforce" => Some(graph),
             _ => None,
@@ -173,14 +181,8 @@ impl Screener {
             (Some(_), _, _) => Outcome::Duplicate,
             (None, Action::Allow, _) => match forwarded {
                 None => Outcome::Allowed,
-                Some(Forwarded::Answered(status)) => {
-                    upstream_status = Some(status);
-                    Outcome::Forwarded
-                }
-                Some(Forwarded::Failed(reason)) => {
-                    error = Some(reason);
-                    Outcome::Failed
-                }
+                Some(Forwarded::Answered(_)) => Outcome::Forwarded,
+                Some(Forwarded::Failed(_)) => Outcome::Failed,
             },
             (None, Action::Reject, Some(graph)) => {
                 let body = RejectBody {
@@ -197,7 +199,14 @@ impl Screener {
                     .redirect
                     .as_deref()
                     .expect("redirect rules have targets");
-                let body = RedirectBody::new(redirect, callback_uri.clone());
+                let masking = graph.accepts_masking();
+                if !masking && (redirect.mask_caller.is_some() || redirect.mask_callee.is_some()) {
+                    tracing::warn!(
+                        rule = decision.rule.as_deref().unwrap_or("-"),
+                        "mask_caller/mask_callee left out: only Graph's beta endpoint takes them"
+                    );
+                }
+                let body = RedirectBody::new(redirect, callback_uri.clone(), masking);
                 let result = graph
                     .redirect(&facts.call_id, &body, received + self.answer_deadline)
                     .await;

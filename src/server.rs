@@ -24,7 +24,6 @@ use tokio_util::task::TaskTracker;
 use crate::gateway::{Upstream, partial_batch};
 use crate::inbound::JwtVerifier;
 use crate::notification::{self, NotificationError, Notifications, SkipReason};
-use crate::rules::Action;
 use crate::screen::{Forwarded, Screener, loggable};
 
 /// Bodies larger than this are parsed on the blocking pool.
@@ -141,7 +140,11 @@ impl Server {
 
     async fn route(&self, request: Request<Incoming>) -> HttpResponse {
         let path = request.uri().path();
-        if path == self.notification_path {
+        // Per-call callback URIs below the notification path are notifications too.
+        let below = path
+            .strip_prefix(self.notification_path.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if below {
             if request.method() != Method::POST {
                 let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
                 response
@@ -208,7 +211,7 @@ impl Server {
             "rules": rules.len(),
             "audit_ok": audit_ok,
                         "graph_token": graph_ok,
-            "upstream": self.upstream.as_ref().map(|upstream| upstream.url().as_str()),
+            "upstream": self.upstream.as_ref().map(|upstream| upstream.display_url()),
             "upstream_reachable": self.upstream.as_ref().map(|upstream| upstream.is_reachable()),
             "inbound_auth": if self.auth.is_some() { "jwt" } else { "off" },
             "inbound_keys_loaded": self.auth.as_ref().map(|verifier| verifier.has_keys()),
@@ -226,6 +229,11 @@ impl Server {
         let received = Instant::now();
         // Authenticate before reading the body: a forged POST costs us no more than a header.
         if let Some(verifier) = &self.auth {
+            if request.headers().get_all(AUTHORIZATION).iter().count() > 1 {
+                tracing::warn!(reason = "several_headers", "notification refused");
+                self.screener.metrics().auth_failed("several_headers");
+                return error(StatusCode::UNAUTHORIZED, "authentication failed");
+            }
             let header = request
                 .headers()
                 .get(AUTHORIZATION)
@@ -261,8 +269,13 @@ impl Server {
             return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
         }
 
-        // In front of a bot, Graph's headers (its bearer token too) go on with the body.
-        let headers = self.upstream.as_ref().map(|_| request.headers().clone());
+        // In front of a bot, Graph's headers (its bearer token too) go on with the body, to
+        // the same path below the notification path and with the same query.
+        let forward_parts = self.upstream.as_ref().map(|_| {
+            let suffix = request.uri().path()[self.notification_path.len()..].to_owned();
+            let query = request.uri().query().map(str::to_owned);
+            (request.headers().clone(), suffix, query)
+        });
         let body = Limited::new(request.into_body(), self.max_body);
         let bytes = match tokio::time::timeout(self.read_timeout, body.collect()).await {
             Err(_) => {
@@ -323,9 +336,15 @@ impl Server {
                 "notification not screened"
             );
         }
-        if let (Some(upstream), Some(headers)) = (&self.upstream, headers) {
+        if let (Some(upstream), Some((headers, suffix, query))) = (&self.upstream, forward_parts) {
+            let request = GatewayRequest {
+                headers,
+                suffix,
+                query,
+                body: bytes,
+            };
             return self
-                .through_gateway(upstream, &headers, bytes, parsed, received)
+                .through_gateway(upstream, request, parsed, received)
                 .await;
         }
         for facts in parsed.invites {
@@ -340,30 +359,23 @@ impl Server {
 
     /// Gateway mode: decides every invite at once, starts the Graph requests for the calls
     /// taken away, forwards the rest of the batch to the bot and answers Graph with the
-    /// bot's answer (202 when nothing was left to forward).
+    /// bot's answer (202 when nothing was left to forward). The forward runs as a tracked
+    /// task, so a shutdown that drops the connection still records its invites.
     async fn through_gateway(
         &self,
         upstream: &Arc<Upstream>,
-        headers: &hyper::HeaderMap,
-        bytes: Bytes,
+        request: GatewayRequest,
         parsed: Notifications,
         received: Instant,
     ) -> HttpResponse {
         let mut kept = vec![true; parsed.elements.len()];
-        for skipped in &parsed.skipped {
-            let withheld = skipped
-                .call_id
-                .as_deref()
-                .is_some_and(|id| self.screener.is_withheld(id));
-            kept[skipped.index] = !withheld;
-        }
-        // Allowed invites are recorded once the bot has answered; the others at once.
+        // Kept invites are recorded once the bot has answered; the others at once.
         let mut awaiting_bot = Vec::new();
         for (facts, index) in parsed.invites.into_iter().zip(parsed.invite_indices) {
             self.screener.metrics().invite_received();
             let screening = self.screener.decide(facts);
             kept[index] = screening.is_kept();
-            if screening.is_kept() && screening.decision.action == Action::Allow {
+            if screening.is_kept() {
                 awaiting_bot.push(screening);
             } else {
                 let screener = self.screener.clone();
@@ -372,47 +384,78 @@ impl Server {
                 });
             }
         }
+        // After the invites: a later notification in the same batch about a call taken away
+        // must stay away from the bot too.
+        for skipped in &parsed.skipped {
+            let withheld = skipped
+                .call_id
+                .as_deref()
+                .is_some_and(|id| self.screener.is_withheld(id));
+            kept[skipped.index] = !withheld;
+        }
 
         let kept_count = kept.iter().filter(|kept| **kept).count();
         if kept_count == 0 {
             return json(StatusCode::ACCEPTED, r#"{"accepted":true}"#);
         }
         let body = if kept_count == kept.len() {
-            bytes
+            request.body
         } else {
             partial_batch(&parsed.envelope, &parsed.elements, &kept)
         };
-        let answer = upstream.forward(headers, body).await;
-        let forwarded = match &answer {
-            Ok(answer) => Forwarded::Answered(answer.status),
-            Err(reason) => Forwarded::Failed(reason.clone()),
-        };
-        for screening in awaiting_bot {
-            let (screener, forwarded) = (self.screener.clone(), forwarded.clone());
-            self.tracker.spawn(async move {
-                screener.finish(screening, received, Some(forwarded)).await;
-            });
-        }
-        match answer {
-            Ok(answer) => {
+
+        let (answer_sender, answer_receiver) = tokio::sync::oneshot::channel();
+        let (screener, upstream) = (self.screener.clone(), upstream.clone());
+        self.tracker.spawn(async move {
+            let query = request.query.as_deref();
+            let answer = upstream
+                .forward(&request.headers, &request.suffix, query, body)
+                .await;
+            let forwarded = match &answer {
+                Ok(answer) => Forwarded::Answered(answer.status),
+                Err(reason) => Forwarded::Failed(reason.clone()),
+            };
+            // Graph gets its answer first; the records follow.
+            let _ = answer_sender.send(answer);
+            for screening in awaiting_bot {
+                screener
+                    .finish(screening, received, Some(forwarded.clone()))
+                    .await;
+            }
+        });
+        match answer_receiver.await {
+            Ok(Ok(answer)) => {
                 let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
                 let mut response = Response::builder().status(status);
                 if let Some(content_type) = answer.content_type {
                     response = response.header(CONTENT_TYPE, content_type);
                 }
+                if let Some(encoding) = answer.content_encoding {
+                    response = response.header(hyper::header::CONTENT_ENCODING, encoding);
+                }
                 response
                     .body(Full::new(answer.body))
                     .expect("valid response parts")
             }
-            Err(reason) => {
-                tracing::error!(upstream = %upstream.url(), %reason, "cannot forward to the bot");
+            Ok(Err(reason)) => {
+                tracing::error!(%reason, "cannot forward to the bot");
                 error(
                     StatusCode::BAD_GATEWAY,
                     "the bot behind callscreen did not answer",
                 )
             }
+            Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         }
     }
+}
+
+/// What gateway mode forwards besides the (possibly trimmed) body.
+struct GatewayRequest {
+    headers: hyper::HeaderMap,
+    /// The request path below the notification path (a per-call callback URI).
+    suffix: String,
+    query: Option<String>,
+    body: Bytes,
 }
 
 fn is_json(content_type: Option<&HeaderValue>) -> bool {

@@ -73,7 +73,7 @@ fn kept_calls_reach_the_bot_unchanged_and_the_bot_answers_graph() {
         ..Reply::status(200)
     }]);
     let setup = setup(&graph, "enforce", Some(&graph.bot_url()));
-    let daemon = Daemon::start(&setup.dir, &setup.config);
+    let daemon = setup.start();
     let body = example("p2p-aad-user-audio.json");
 
     let (status, answer) = post_as_graph(&daemon.url("/api/calls"), &body);
@@ -113,7 +113,7 @@ fn kept_calls_reach_the_bot_unchanged_and_the_bot_answers_graph() {
 fn rejected_calls_and_their_later_notifications_never_reach_the_bot() {
     let graph = FakeGraph::start();
     let setup = setup(&graph, "enforce", Some(&graph.bot_url()));
-    let daemon = Daemon::start(&setup.dir, &setup.config);
+    let daemon = setup.start();
     let url = daemon.url("/api/calls");
 
     let (status, _) = post_as_graph(&url, &example("anonymous-caller-no-id.json"));
@@ -143,7 +143,7 @@ fn rejected_calls_and_their_later_notifications_never_reach_the_bot() {
 fn a_mixed_batch_is_split_between_graph_and_the_bot() {
     let graph = FakeGraph::start();
     let setup = setup(&graph, "enforce", Some(&graph.bot_url()));
-    let daemon = Daemon::start(&setup.dir, &setup.config);
+    let daemon = setup.start();
     // One user (kept) and one phone caller (redirected) in one POST.
     let (status, _) = post_as_graph(
         &daemon.url("/api/calls"),
@@ -174,7 +174,7 @@ fn a_mixed_batch_is_split_between_graph_and_the_bot() {
 fn redirect_rules_send_the_documented_request() {
     let graph = FakeGraph::start();
     let setup = setup(&graph, "enforce", None);
-    let daemon = Daemon::start(&setup.dir, &setup.config);
+    let daemon = setup.start();
     let call = "3a7cfb36-6088-455f-8763-54b65ed08d6b";
     assert_eq!(
         post_json(
@@ -215,10 +215,16 @@ fn redirect_rules_send_the_documented_request() {
                 identity("user", "7d7b2b3c-1f66-4f0a-8a53-0d2b6f1c9e11"),
                 identity("phone", "+15555550100"),
             ],
-            "timeout": 30,
-            "maskCaller": true,
+                        "timeout": 30,
             "callbackUri": "https://bot.contoso.com/api/calls/redirected",
         })
+    );
+    // Graph v1.0 refuses the masking options; they are left out, and the log says so.
+    assert!(
+        daemon
+            .stderr
+            .text()
+            .contains("only Graph's beta endpoint takes them")
     );
 }
 
@@ -226,7 +232,7 @@ fn redirect_rules_send_the_documented_request() {
 fn in_dry_run_redirects_and_ignores_are_only_recorded_and_the_bot_gets_everything() {
     let graph = FakeGraph::start();
     let setup = setup(&graph, "dry-run", Some(&graph.bot_url()));
-    let daemon = Daemon::start(&setup.dir, &setup.config);
+    let daemon = setup.start();
     let url = daemon.url("/api/calls");
     for name in [
         "pstn-caller-with-countrycode.json",
@@ -251,7 +257,7 @@ fn in_dry_run_redirects_and_ignores_are_only_recorded_and_the_bot_gets_everythin
 fn ignored_calls_get_no_answer_from_anyone() {
     let graph = FakeGraph::start();
     let setup = setup(&graph, "enforce", Some(&graph.bot_url()));
-    let daemon = Daemon::start(&setup.dir, &setup.config);
+    let daemon = setup.start();
     let body = example("call-from-other-bot-application.json");
     assert_eq!(post_as_graph(&daemon.url("/api/calls"), &body).0, 202);
     let records = wait_audit(&setup.audit, 1);
@@ -266,7 +272,7 @@ fn an_unreachable_bot_gives_502_and_shows_in_readyz() {
     let graph = FakeGraph::start();
     let nobody = format!("http://{}/api/calls", free_addr());
     let setup = setup(&graph, "enforce", Some(&nobody));
-    let daemon = Daemon::start(&setup.dir, &setup.config);
+    let daemon = setup.start();
     let body = example("p2p-aad-user-audio.json").replace(USER_CALL, "call-for-nobody");
     let (status, _) = post_as_graph(&daemon.url("/api/calls"), &body);
     assert_eq!(status, 502);
@@ -286,4 +292,90 @@ fn an_unreachable_bot_gives_502_and_shows_in_readyz() {
     assert_eq!(ready.status().as_u16(), 503);
     let ready: Value = ready.json().unwrap();
     assert_eq!(ready["upstream_reachable"], false);
+}
+
+#[test]
+fn a_later_notification_in_the_same_batch_as_a_rejected_invite_stays_away() {
+    let graph = FakeGraph::start();
+    let setup = setup(&graph, "enforce", Some(&graph.bot_url()));
+    let daemon = setup.start();
+    let mut batch: Value = serde_json::from_str(&example("anonymous-caller-no-id.json")).unwrap();
+    let deleted: Value = serde_json::from_str(
+        &example("call-deleted-terminated.json")
+            .replace("31643087-af6f-4ad0-9f20-c770621477ba", ANONYMOUS_ID),
+    )
+    .unwrap();
+    batch["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(deleted["value"][0].clone());
+    assert_eq!(
+        post_as_graph(&daemon.url("/api/calls"), &batch.to_string()).0,
+        202
+    );
+    assert_eq!(wait_audit(&setup.audit, 1)[0]["outcome"], "rejected");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        graph.bot_requests().is_empty(),
+        "{:?}",
+        graph.bot_requests()
+    );
+}
+
+#[test]
+fn per_call_callback_paths_and_queries_reach_the_bot() {
+    let graph = FakeGraph::start();
+    let setup = setup(&graph, "enforce", Some(&graph.bot_url()));
+    let daemon = setup.start();
+    let url = daemon.url("/api/calls/screened?tenant=contoso");
+    assert_eq!(
+        post_as_graph(&url, &example("call-updated-established.json")).0,
+        202
+    );
+    let bot = graph.bot_requests();
+    assert_eq!(bot.len(), 1);
+    assert_eq!(bot[0].path, "/bot/api/calls/screened");
+    assert_eq!(bot[0].query.as_deref(), Some("tenant=contoso"));
+    // Only paths below the notification path are notifications.
+    let other = http_client()
+        .post(daemon.url("/api/callsX"))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+}
+
+#[test]
+fn dry_run_records_carry_the_bots_answer() {
+    let graph = FakeGraph::start();
+    graph.script_bot([Reply::status(500)]);
+    let setup = setup(&graph, "dry-run", Some(&graph.bot_url()));
+    let daemon = setup.start();
+    let body = example("pstn-caller-with-countrycode.json");
+    assert_eq!(post_as_graph(&daemon.url("/api/calls"), &body).0, 500);
+    let records = wait_audit(&setup.audit, 1);
+    assert_eq!(records[0]["outcome"], "would_redirect");
+    assert_eq!(records[0]["upstream_status"], 500);
+}
+
+#[test]
+fn sigterm_during_a_slow_forward_still_records_the_invite() {
+    let graph = FakeGraph::start();
+    graph.script_bot([Reply::status(202).delayed(Duration::from_millis(1500))]);
+    let setup = setup(&graph, "enforce", Some(&graph.bot_url()));
+    let mut daemon = setup.start();
+    let url = daemon.url("/api/calls");
+    let body = example("p2p-aad-user-audio.json");
+    let post = std::thread::spawn(move || post_as_graph(&url, &body).0);
+    wait_for(Duration::from_secs(5), || {
+        (!graph.bot_requests().is_empty()).then_some(())
+    })
+    .expect("forward under way");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    let _ = post.join();
+    let records = audit_records(&setup.audit);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["outcome"], "forwarded");
+    assert_eq!(records[0]["upstream_status"], 202);
 }

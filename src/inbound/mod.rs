@@ -165,7 +165,10 @@ impl JwtVerifier {
         verifier
     }
 
-    fn new(config: InboundAuthConfig, http: reqwest::Client) -> JwtVerifier {
+    /// A verifier with no keys yet: every token is refused until the first fetch (see
+    /// [`JwtVerifier::spawn_refresh`]) succeeds. For start-up that must not wait on the
+    /// key server.
+    pub fn new(config: InboundAuthConfig, http: reqwest::Client) -> JwtVerifier {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = config.clock_skew().as_secs();
         validation.validate_exp = true;
@@ -225,6 +228,12 @@ impl JwtVerifier {
         let weak: Weak<Self> = Arc::downgrade(&self);
         drop(self);
         tokio::spawn(async move {
+            // Fetch at once when no keys are loaded yet.
+            if let Some(verifier) = weak.upgrade()
+                && !verifier.has_keys()
+            {
+                let _ = verifier.refresh().await;
+            }
             loop {
                 let delay = match weak.upgrade() {
                     Some(verifier) => verifier.next_refresh_delay(),

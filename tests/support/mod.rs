@@ -25,6 +25,7 @@ pub const ACCESS_TOKEN: &str = "fake-access-token-7c2d";
 pub struct Received {
     pub method: String,
     pub path: String,
+    pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -256,6 +257,7 @@ async fn answer(
 ) -> Option<Response<Full<Bytes>>> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
     let headers = request
         .headers()
         .iter()
@@ -270,6 +272,7 @@ async fn answer(
     let received = Received {
         method,
         path: path.clone(),
+        query,
         headers,
         body,
     };
