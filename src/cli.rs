@@ -492,10 +492,16 @@ fn replay(dir: &Path, json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode>
     } else {
         write_replay_text(&mut stdout, &rule_set, &report)?;
     }
-    Ok(match (unreadable, report.changes.is_empty()) {
-        (0, true) => ExitCode::SUCCESS,
-        (0, false) => ExitCode::from(1),
-        _ => ExitCode::from(2),
+    // A gate must not read "nothing changes" out of input it could not read: unreadable
+    // files or lines, or no record at all, are errors.
+    let incomplete = unreadable > 0 || report.bad_lines > 0 || report.replayed == 0;
+    if report.replayed == 0 {
+        eprintln!("error: no audit record with facts was read");
+    }
+    Ok(match (incomplete, report.changes.is_empty()) {
+        (false, true) => ExitCode::SUCCESS,
+        (false, false) => ExitCode::from(1),
+        (true, _) => ExitCode::from(2),
     })
 }
 

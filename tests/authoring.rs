@@ -334,9 +334,16 @@ fn replay_reports_changed_decisions_and_exits_by_outcome() {
     std::fs::write(&path, &log).unwrap();
     let audit = path.to_str().unwrap();
 
-    // The same rules decide the same way: nothing changes.
-    let output = callscreen(&["replay", "--rules", "rules", audit]);
+    // Without the broken line, the same rules decide the same way: nothing changes.
+    let clean_path = dir.path().join("clean.jsonl");
+    std::fs::write(&clean_path, log.replace("\nnot json\n", "\n")).unwrap();
+    let clean = clean_path.to_str().unwrap();
+    let output = callscreen(&["replay", "--rules", "rules", clean]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // A line that is not a record makes the answer incomplete: exit 2, report still shown.
+    let output = callscreen(&["replay", "--rules", "rules", audit]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("audit.jsonl:6: not an audit record"));
     assert!(
         stdout(&output).trim_end().ends_with(
@@ -357,7 +364,7 @@ fn replay_reports_changed_decisions_and_exits_by_outcome() {
     );
 
     // An allowlist for phone lines rejects one of the two numbers.
-    let output = callscreen(&["replay", "--rules", "examples/rules/pstn-allowlist", audit]);
+    let output = callscreen(&["replay", "--rules", "examples/rules/pstn-allowlist", clean]);
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     assert!(
