@@ -1,6 +1,6 @@
-//! Evidence for rules in audit mode: how many invites each would have rejected, from how
-//! many distinct callers, and since when. `replay` fills one from an audit log; the daemon
-//! can keep one for its status page.
+//! Evidence for rules in audit mode: how many invites each would have taken (rejected,
+//! redirected or ignored), from how many distinct callers, and since when. `replay` fills
+//! one from an audit log; the daemon keeps one for its status page.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -58,7 +58,8 @@ impl ShadowStats {
         let Some(rule) = decision.rule.as_deref() else {
             return false;
         };
-        if decision.action != Action::Reject || decision.mode != RuleMode::Audit {
+                // Any action an audit-mode rule would have taken (reject, redirect, ignore) counts.
+        if decision.action == Action::Allow || decision.mode != RuleMode::Audit {
             return false;
         }
         let at = at.to_string();
