@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{LineIndex, Warning, did_you_mean};
+use super::index::Index;
 use super::lists::Lists;
 use super::matcher::{Condition, Rule, RuleLocation, RuleSet};
 use super::rate::RateCounter;
@@ -119,11 +120,13 @@ pub fn compile(sources: &[Source]) -> Result<RuleSet, Vec<Diagnostic>> {
     warnings.sort_by_key(|(at, warning)| (*at, warning.line, warning.col));
     let mut warnings: Vec<Warning> = warnings.into_iter().map(|(_, warning)| warning).collect();
     warnings.extend(super::warn::rule_warnings(&rules));
+    let index = Index::build(&rules);
     Ok(RuleSet {
         rules,
         version: version_of(sources),
         rates,
         warnings,
+        index,
     })
 }
 

@@ -1,7 +1,8 @@
-//! The compiled rule set and its evaluator: [`RuleSet::evaluate_at`] walks the rules in
-//! order and returns the first match's [`Decision`]. No I/O, and no allocation for ASCII
-//! facts; everything that can be prepared (case folding, regexes, phone forms, list sets,
-//! time zones) was prepared by the compiler. The only state is the rate counters.
+//! The compiled rule set and its evaluator: [`RuleSet::evaluate_at`] returns the first
+//! matching rule's [`Decision`], trying only the rules the set's index (`index.rs`) finds
+//! for the invite. No I/O, and no allocation for ASCII facts; everything that can be
+//! prepared (case folding, regexes, phone forms, list sets, time zones, the index) was
+//! prepared by the compiler. The only state is the rate counters.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use regex::Regex;
 
 use super::Decision;
 use super::diag::Warning;
+use super::index::Index;
 use super::lists::ValueSet;
 use super::rate::{RateCounter, RateHits};
 use super::time::TimeWindow;
@@ -27,6 +29,8 @@ pub struct RuleSet {
     /// Every rate condition of the set, in slot order.
     pub(crate) rates: Vec<Arc<RateCounter>>,
     pub(crate) warnings: Vec<Warning>,
+    /// Which rules an invite can match, by the values their conditions require.
+    pub(crate) index: Index,
 }
 
 /// Where a rule is defined: its file and the 1-based position of its `[[rule]]` header.
@@ -136,6 +140,7 @@ impl RuleSet {
             version: super::compile::version_of(&[]),
             rates: Vec::new(),
             warnings: Vec::new(),
+            index: Index::default(),
         }
     }
 
@@ -155,10 +160,34 @@ impl RuleSet {
             now,
             rates: &hits,
         };
+        self.index
+            .first_match(&self.rules, &cx)
+            .map_or_else(Decision::default_allow, |at| {
+                self.rules[at].decision.clone()
+            })
+    }
+
+    /// [`RuleSet::evaluate_at`] without the index: every rule tried in order. Identical
+    /// decisions, slower; kept to check the index against and to measure what it saves.
+    #[doc(hidden)]
+    pub fn evaluate_linear_at(&self, facts: &Facts, now: Timestamp) -> Decision {
+        let hits = self.count_rates(facts, now, |_, _| {});
+        let cx = Cx {
+            facts,
+            now,
+            rates: &hits,
+        };
+        self.first_match_linear(&cx)
+            .map_or_else(Decision::default_allow, |at| {
+                self.rules[at].decision.clone()
+            })
+    }
+
+    /// The position of the first enabled rule that holds, trying each in order.
+    pub(crate) fn first_match_linear(&self, cx: &Cx<'_>) -> Option<usize> {
         self.rules
             .iter()
-            .find(|rule| rule.enabled && rule.condition.holds(&cx))
-            .map_or_else(Decision::default_allow, |rule| rule.decision.clone())
+            .position(|rule| rule.enabled && rule.condition.holds(cx))
     }
 
     /// Counts the invite in every active rate condition; `seen` gets each counter's slot
@@ -407,7 +436,7 @@ impl SetTest {
 // while comparing, so no fact is ever copied. Final sigma is mapped to plain sigma on both
 // sides because per-character lowercasing cannot see word ends.
 
-fn fold_char(c: char) -> impl DoubleEndedIterator<Item = char> {
+pub(crate) fn fold_char(c: char) -> impl DoubleEndedIterator<Item = char> {
     c.to_lowercase().map(|c| if c == 'ς' { 'σ' } else { c })
 }
 
