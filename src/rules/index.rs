@@ -14,11 +14,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use regex::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use super::lists::ValueSet;
-use super::matcher::{Condition, Cx, Rule, TextTest, e164, fold_char, present};
+use super::matcher::{Condition, Cx, LazyRegex, Rule, TextTest, e164, fold_char, present};
 use crate::facts::{Field, FieldType};
 
 /// Named lists up to this size are filed under each of their values; longer ones are
@@ -30,27 +29,35 @@ const MIN_LITERAL_LEN: usize = 3;
 /// A regex with more alternative literals than this stays residual.
 const MAX_LITERALS: usize = 64;
 
-/// Rule positions, ascending.
-#[derive(Debug)]
-enum Postings {
-    One(u32),
-    Many(Box<[u32]>),
+/// Where one key's rules lie in [`Index::postings`]: positions, ascending.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
 }
 
+/// Every key's rule positions in one array: a large set has a key per rule, and one
+/// allocation each would cost more than the positions themselves.
+#[derive(Debug, Default)]
+struct Postings(Vec<u32>);
+
 impl Postings {
-    fn from_sorted(mut rules: Vec<u32>) -> Postings {
-        rules.dedup();
-        match rules[..] {
-            [one] => Postings::One(one),
-            _ => Postings::Many(rules.into_boxed_slice()),
+    /// Appends `rules` (ascending) without repeats.
+    fn push(&mut self, rules: impl IntoIterator<Item = u32>) -> Span {
+        let start = self.0.len();
+        for rule in rules {
+            if self.0.len() == start || self.0.last() != Some(&rule) {
+                self.0.push(rule);
+            }
+        }
+        Span {
+            start: start as u32,
+            len: (self.0.len() - start) as u32,
         }
     }
 
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Postings::One(one) => std::slice::from_ref(one),
-            Postings::Many(many) => many,
-        }
+    fn get(&self, span: Span) -> &[u32] {
+        &self.0[span.start as usize..][..span.len as usize]
     }
 }
 
@@ -82,7 +89,8 @@ pub(crate) struct Index {
     /// Enabled rules filed under no key: every invite tries them.
     residual: Box<[u32]>,
     /// Equality, prefix and suffix keys of every field.
-    keys: KeyMap<Postings>,
+    keys: KeyMap<Span>,
+    postings: Postings,
     /// The fields that have keys, lists or literals, in field order.
     fields: Box<[FieldIndex]>,
 }
@@ -94,7 +102,7 @@ struct FieldIndex {
     prefix_lens: Box<[u32]>,
     suffix_lens: Box<[u32]>,
     /// Named lists too long to file value by value.
-    lists: Box<[(Arc<ValueSet>, Postings)]>,
+    lists: Box<[(Arc<ValueSet>, Span)]>,
     literals: Option<Literals>,
 }
 
@@ -104,10 +112,10 @@ struct Literals {
     /// Matches the literals, ASCII case ignored.
     automaton: AhoCorasick,
     /// The rules of each literal, by pattern id.
-    rules: Box<[Postings]>,
+    rules: Box<[Span]>,
     /// Every rule filed here: a fact that is not ASCII tries them all, since Unicode case
     /// folding can match an ASCII literal with a non-ASCII letter.
-    all: Box<[u32]>,
+    all: Span,
 }
 
 /// What kind of key a hash stands for; mixed into it so that a prefix never collides
@@ -177,19 +185,25 @@ impl Index {
     pub(crate) fn build(rules: &[Rule]) -> Index {
         // Count how many rules could share each key, then file each rule where it has
         // the fewest neighbours: those are the rules an invite with that value must try.
-        let mut shared: HashMap<u64, u32> = HashMap::new();
-        for rule in rules {
-            let mut filings = Vec::new();
-            if rule.enabled {
-                every_filing(&rule.condition, &mut filings);
-            }
-            let mut ids: Vec<u64> = filings.iter().map(Filing::id).collect();
+        // Each rule's keys once, sorted: the count of a key is the length of its run.
+        let mut shared: Vec<u64> = Vec::new();
+        let mut filings = Vec::new();
+        let mut ids = Vec::new();
+        for rule in rules.iter().filter(|rule| rule.enabled) {
+            filings.clear();
+            every_filing(&rule.condition, &mut filings);
+            ids.clear();
+            ids.extend(filings.iter().map(Filing::id));
             ids.sort_unstable();
             ids.dedup();
-            for id in ids {
-                *shared.entry(id).or_default() += 1;
-            }
+            shared.extend_from_slice(&ids);
         }
+        shared.sort_unstable();
+        let sharing = |id: u64| {
+            let start = shared.partition_point(|other| *other < id);
+            let end = shared.partition_point(|other| *other <= id);
+            (end - start) as u32
+        };
 
         let mut residual = Vec::new();
         let mut keyed: Vec<(u64, u32)> = Vec::new();
@@ -199,7 +213,7 @@ impl Index {
                 continue;
             }
             let at = at as u32;
-            let cost = |filing: &Filing| shared.get(&filing.id()).copied().unwrap_or(0);
+            let cost = |filing: &Filing| sharing(filing.id());
             let Some((_, filings)) = choose(&rule.condition, &cost) else {
                 residual.push(at);
                 continue;
@@ -240,20 +254,25 @@ impl Index {
         }
 
         keyed.sort_unstable();
-        let mut keys = KeyMap::default();
-        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
-            let rules = group.iter().map(|(_, rule)| *rule).collect();
-            keys.insert(group[0].0, Postings::from_sorted(rules));
+        let mut postings = Postings::default();
+        let groups = keyed.chunk_by(|a, b| a.0 == b.0);
+        let mut keys = KeyMap::with_capacity_and_hasher(groups.clone().count(), Default::default());
+        for group in groups {
+            let span = postings.push(group.iter().map(|(_, rule)| *rule));
+            keys.insert(group[0].0, span);
         }
+        drop(keyed);
 
         let mut fields: Vec<FieldIndex> = fields
             .into_iter()
-            .map(|(field, build)| build.finish(field))
+            .map(|(field, build)| build.finish(field, &mut postings))
             .collect();
         fields.sort_by_key(|index| index.field);
+        postings.0.shrink_to_fit();
         Index {
             residual: residual.into_boxed_slice(),
             keys,
+            postings,
             fields: fields.into_boxed_slice(),
         }
     }
@@ -271,7 +290,7 @@ struct FieldBuild {
 }
 
 impl FieldBuild {
-    fn finish(mut self, field: Field) -> FieldIndex {
+    fn finish(mut self, field: Field, postings: &mut Postings) -> FieldIndex {
         for lens in [&mut self.prefix_lens, &mut self.suffix_lens] {
             lens.sort_unstable();
             lens.dedup();
@@ -289,8 +308,11 @@ impl FieldBuild {
             self.literal_rules.sort_unstable();
             Literals {
                 automaton,
-                rules: rules.into_iter().map(Postings::from_sorted).collect(),
-                all: Postings::from_sorted(self.literal_rules).as_slice().into(),
+                rules: rules
+                    .into_iter()
+                    .map(|rules| postings.push(rules))
+                    .collect(),
+                all: postings.push(self.literal_rules),
             }
         });
         FieldIndex {
@@ -299,7 +321,7 @@ impl FieldBuild {
             suffix_lens: self.suffix_lens.into_boxed_slice(),
             lists: lists
                 .into_iter()
-                .map(|(set, rules)| (set, Postings::from_sorted(rules)))
+                .map(|(set, rules)| (set, postings.push(rules)))
                 .collect(),
             literals,
         }
@@ -420,7 +442,7 @@ fn text_filings(field: Field, test: &TextTest) -> Option<Vec<Filing>> {
 
 /// Literals of which every match of `regex` contains one, ASCII-lowercased: its prefixes
 /// or its suffixes, whichever are longer. `None` when they are too short or too many.
-fn regex_literals(regex: &Regex) -> Option<Vec<Box<[u8]>>> {
+fn regex_literals(regex: &LazyRegex) -> Option<Vec<Box<[u8]>>> {
     // The same syntax the regex was built with (see `when.rs`): case-insensitive.
     let hir = regex_syntax::ParserBuilder::new()
         .case_insensitive(true)
@@ -493,7 +515,7 @@ impl Index {
                     break;
                 }
                 if next == length {
-                    search.try_key(&self.keys, mix(hash.0, field, Kind::Prefix));
+                    search.try_key(self, mix(hash.0, field, Kind::Prefix));
                 }
                 prefixes.next();
             }
@@ -508,7 +530,7 @@ impl Index {
                 step(c.encode_utf8(&mut buffer).as_bytes(), &mut hash);
             }
         }
-        search.try_key(&self.keys, mix(hash.0, field, Kind::Exact));
+        search.try_key(self, mix(hash.0, field, Kind::Exact));
 
         if !index.suffix_lens.is_empty() {
             let mut hash = Fnv::new();
@@ -522,7 +544,7 @@ impl Index {
                         break;
                     }
                     if next == length {
-                        search.try_key(&self.keys, mix(hash.0, field, Kind::Suffix));
+                        search.try_key(self, mix(hash.0, field, Kind::Suffix));
                     }
                     suffixes.next();
                 }
@@ -539,19 +561,20 @@ impl Index {
             }
         }
 
-        for (set, rules) in &index.lists {
+        for (set, span) in &index.lists {
             if set.contains(fact) {
-                search.try_rules(rules.as_slice());
+                search.try_rules(self.postings.get(*span));
             }
         }
 
         if let Some(literals) = &index.literals {
             if fact.is_ascii() {
                 for found in literals.automaton.find_overlapping_iter(fact) {
-                    search.try_rules(literals.rules[found.pattern().as_usize()].as_slice());
+                    let span = literals.rules[found.pattern().as_usize()];
+                    search.try_rules(self.postings.get(span));
                 }
             } else {
-                search.try_rules(&literals.all);
+                search.try_rules(self.postings.get(literals.all));
             }
         }
     }
@@ -566,9 +589,9 @@ struct Search<'r, 'c> {
 }
 
 impl Search<'_, '_> {
-    fn try_key(&mut self, keys: &KeyMap<Postings>, key: u64) {
-        if let Some(rules) = keys.get(&key) {
-            self.try_rules(rules.as_slice());
+    fn try_key(&mut self, index: &Index, key: u64) {
+        if let Some(span) = index.keys.get(&key) {
+            self.try_rules(index.postings.get(*span));
         }
     }
 

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use regex::Regex;
@@ -50,15 +50,24 @@ impl fmt::Display for RuleLocation {
 /// One rule as the evaluator sees it: a condition tree and the decision it yields.
 #[derive(Debug)]
 pub(crate) struct Rule {
-    pub(crate) name: Arc<str>,
     pub(crate) enabled: bool,
     pub(crate) condition: Condition,
-    /// Built once so a match only bumps reference counts.
+    /// Built once so a match only bumps reference counts. Holds the rule's name.
     pub(crate) decision: Decision,
     pub(crate) location: RuleLocation,
     /// Identifies the rule's definition and the contents of the lists it uses; `diff`
     /// compares these.
     pub(crate) fingerprint: u64,
+}
+
+impl Rule {
+    /// The rule's name, as its decision carries it.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        self.decision
+            .rule
+            .as_ref()
+            .expect("the compiler names every rule's decision")
+    }
 }
 
 /// What changed between two rule sets, by rule name, each in evaluation order.
@@ -100,34 +109,39 @@ pub(crate) enum Condition {
 
 /// A test on one text value. Every string in here is already case-folded with [`fold`].
 #[derive(Debug)]
+///
+/// Lists are boxed slices rather than vectors: a large set holds hundreds of thousands of
+/// tests, and the size of the largest variant is the size of each.
 pub(crate) enum TextTest {
     Equals(Box<str>),
-    AnyOf(Vec<Box<str>>),
-    Prefix(Vec<Box<str>>),
-    Suffix(Vec<Box<str>>),
+    AnyOf(Box<[Box<str>]>),
+    Prefix(Box<[Box<str>]>),
+    Suffix(Box<[Box<str>]>),
     /// Case-insensitive and unanchored: it matches when it is found anywhere in the value.
-    Regex(Regex),
+    /// Boxed: conditions are many and regexes few, so they should not set every test's size.
+    Regex(Box<LazyRegex>),
     Exists(bool),
     /// The value is in a named list (already in the field's form).
     InList(Arc<ValueSet>),
     Not(Box<TextTest>),
-    All(Vec<TextTest>),
+    All(Box<[TextTest]>),
 }
 
-/// A test on a set of words (`modalities`). Strings are case-folded with [`fold`].
+/// A test on a set of words (`modalities`). Strings are case-folded with [`fold`]. Lists
+/// are boxed slices, as in [`TextTest`].
 #[derive(Debug)]
 pub(crate) enum SetTest {
     /// At least one member is listed.
-    Any(Vec<Box<str>>),
+    Any(Box<[Box<str>]>),
     /// Every listed value is a member.
-    All(Vec<Box<str>>),
+    All(Box<[Box<str>]>),
     /// No member is listed.
-    None(Vec<Box<str>>),
+    None(Box<[Box<str>]>),
     /// Every member is listed.
-    Only(Vec<Box<str>>),
+    Only(Box<[Box<str>]>),
     Exists(bool),
     Not(Box<SetTest>),
-    Each(Vec<SetTest>),
+    Each(Box<[SetTest]>),
 }
 
 // === impl RuleSet ===
@@ -248,26 +262,26 @@ impl RuleSet {
         let old: HashMap<&str, u64> = previous
             .rules
             .iter()
-            .map(|rule| (&*rule.name, rule.fingerprint))
+            .map(|rule| (&**rule.name(), rule.fingerprint))
             .collect();
         let new: HashMap<&str, u64> = self
             .rules
             .iter()
-            .map(|rule| (&*rule.name, rule.fingerprint))
+            .map(|rule| (&**rule.name(), rule.fingerprint))
             .collect();
         let mut diff = RuleSetDiff::default();
         for rule in &self.rules {
-            match old.get(&*rule.name) {
-                None => diff.added.push(rule.name.to_string()),
+            match old.get(&**rule.name()) {
+                None => diff.added.push(rule.name().to_string()),
                 Some(fingerprint) if *fingerprint != rule.fingerprint => {
-                    diff.changed.push(rule.name.to_string());
+                    diff.changed.push(rule.name().to_string());
                 }
                 Some(_) => {}
             }
         }
         for rule in &previous.rules {
-            if !new.contains_key(&*rule.name) {
-                diff.removed.push(rule.name.to_string());
+            if !new.contains_key(&**rule.name()) {
+                diff.removed.push(rule.name().to_string());
             }
         }
         diff
@@ -284,7 +298,7 @@ impl RuleSet {
     pub fn location(&self, name: &str) -> Option<&RuleLocation> {
         self.rules
             .iter()
-            .find(|rule| &*rule.name == name)
+            .find(|rule| &**rule.name() == name)
             .map(|rule| &rule.location)
     }
 
@@ -292,7 +306,7 @@ impl RuleSet {
     pub fn is_audit_rule(&self, name: &str) -> bool {
         self.rules
             .iter()
-            .any(|rule| &*rule.name == name && rule.decision.mode == super::RuleMode::Audit)
+            .any(|rule| &**rule.name() == name && rule.decision.mode == super::RuleMode::Audit)
     }
 
     /// A short hash of the rule files this set was compiled from (names and contents), so
@@ -312,7 +326,13 @@ impl RuleSet {
 
     /// Rule names in evaluation order, disabled ones included.
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|rule| &*rule.name)
+        self.rules.iter().map(|rule| &**rule.name())
+    }
+
+    /// Rule names in evaluation order, as the set holds them: for keeping one per rule
+    /// without copying each.
+    pub fn shared_rule_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.rules.iter().map(|rule| rule.name())
     }
 
     /// The names of the rules that take part in evaluation (`enabled = true`).
@@ -320,7 +340,7 @@ impl RuleSet {
         self.rules
             .iter()
             .filter(|rule| rule.enabled)
-            .map(|rule| &*rule.name)
+            .map(|rule| &**rule.name())
     }
 }
 
@@ -381,6 +401,44 @@ pub(crate) fn e164(fact: &str) -> Cow<'_, str> {
         return Cow::Borrowed(fact);
     }
     normalize_phone(fact).map_or(Cow::Borrowed(fact), Cow::Owned)
+}
+
+/// A regex condition: the pattern, already checked by the compiler, and its matcher, built
+/// the first time the condition is tried. A large rule set can hold thousands of regexes,
+/// each tens of kilobytes once built, and with the index most are never tried.
+pub(crate) struct LazyRegex {
+    pattern: Box<str>,
+    /// `None` inside only if a build that succeeded at compile time fails now: then the
+    /// condition never holds.
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// `pattern` must have been built successfully with [`super::when::build_regex`].
+    pub(crate) fn new(pattern: &str) -> LazyRegex {
+        LazyRegex {
+            pattern: pattern.into(),
+            regex: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    pub(crate) fn is_match(&self, fact: &str) -> bool {
+        self.regex
+            .get_or_init(|| super::when::build_regex(&self.pattern).ok())
+            .as_ref()
+            .is_some_and(|regex| regex.is_match(fact))
+    }
+}
+
+impl fmt::Debug for LazyRegex {
+    // As `Regex` shows itself: rule fingerprints and warnings compare this text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Regex").field(&self.as_str()).finish()
+    }
 }
 
 // === impl TextTest ===
