@@ -1,10 +1,10 @@
 //! What `GET /status` and `callscreen status` report: uptime, mode, the rules in force and
 //! since when, the last reload error, and per rule its hits. Audit-mode rules also keep
 //! shadow evidence ([`ShadowStats`]): how many calls from how many distinct callers they
-//! would have rejected.
+//! would have taken.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -21,7 +21,16 @@ struct Inner {
     rules_version: String,
     rules_loaded_at: jiff::Timestamp,
     last_reload_error: Option<ReloadError>,
-    rules: HashMap<String, RuleStat>,
+    /// When each rules version in use came into force. A rule's current definition dates
+    /// from one of them; versions no rule dates from any more are dropped at each swap.
+    generations: Vec<Generation>,
+    /// The generation most rules in force date from; the others are in `exceptions`. A set
+    /// can hold 100,000 rules, and after a typical reload all but a few share one.
+    common: u32,
+    exceptions: HashMap<Arc<str>, u32>,
+    /// Counts of the rules in force that were hit.
+    hits: HashMap<Arc<str>, Hits>,
+    /// What audit-mode rules would have done.
     shadow: ShadowStats,
 }
 
@@ -31,22 +40,15 @@ struct ReloadError {
     message: String,
 }
 
-struct RuleStat {
-    since: jiff::Timestamp,
-    since_version: String,
-    hits: u64,
-    last_hit: Option<jiff::Timestamp>,
+struct Generation {
+    at: jiff::Timestamp,
+    version: String,
 }
 
-impl RuleStat {
-    fn new(now: jiff::Timestamp, version: &str) -> RuleStat {
-        RuleStat {
-            since: now,
-            since_version: version.to_owned(),
-            hits: 0,
-            last_hit: None,
-        }
-    }
+#[derive(Default)]
+struct Hits {
+    hits: u64,
+    last_hit: Option<jiff::Timestamp>,
 }
 
 /// The JSON document served at `/status`.
@@ -68,7 +70,7 @@ pub struct RuleReport {
     pub name: String,
     pub enabled: bool,
     pub hits: u64,
-    /// Calls this audit-mode rule would have rejected.
+    /// Calls this audit-mode rule would have taken.
     pub shadow_hits: u64,
     /// Distinct callers (by number, else id) among the shadow hits; anonymous callers are
     /// not counted.
@@ -82,10 +84,6 @@ pub struct RuleReport {
 impl Status {
     pub fn new(rules: &RuleSet) -> Status {
         let now = jiff::Timestamp::now();
-        let stats = rules
-            .rule_names()
-            .map(|name| (name.to_owned(), RuleStat::new(now, rules.version())))
-            .collect();
         Status {
             started: std::time::Instant::now(),
             started_at: now,
@@ -93,7 +91,13 @@ impl Status {
                 rules_version: rules.version().to_owned(),
                 rules_loaded_at: now,
                 last_reload_error: None,
-                rules: stats,
+                generations: vec![Generation {
+                    at: now,
+                    version: rules.version().to_owned(),
+                }],
+                common: 0,
+                exceptions: HashMap::new(),
+                hits: HashMap::new(),
                 shadow: ShadowStats::new(),
             }),
         }
@@ -103,8 +107,8 @@ impl Status {
         self.inner.lock().expect("status lock is never poisoned")
     }
 
-    /// Counts a decision made by a rule: a reject by a rule in audit mode as shadow
-    /// evidence, anything else as a hit.
+    /// Counts a decision made by a rule: what a rule in audit mode would have done as
+    /// shadow evidence, anything else as a hit.
     pub fn record_hit(&self, decision: &Decision, facts: &Facts) {
         let Some(rule) = decision.rule.as_deref() else {
             return;
@@ -118,34 +122,86 @@ impl Status {
         {
             return;
         }
-        let version = &inner.rules_version;
-        let stat = inner
-            .rules
-            .entry(rule.to_owned())
-            .or_insert_with(|| RuleStat::new(now, version));
-        stat.last_hit = Some(now);
-        stat.hits += 1;
+        let hits = match inner.hits.get_mut(rule) {
+            Some(hits) => hits,
+            None => inner.hits.entry(Arc::from(rule)).or_default(),
+        };
+        hits.last_hit = Some(now);
+        hits.hits += 1;
     }
 
     /// A new rule set is in force. Rules named in `changed` (new or redefined) start their
-    /// counters afresh; rules that kept their definition keep their history.
+    /// counters afresh; rules that kept their definition keep their history. Every rule
+    /// not named in `changed` must have been in force before.
     pub fn rules_swapped<'a>(&self, rules: &RuleSet, changed: impl IntoIterator<Item = &'a str>) {
         let now = jiff::Timestamp::now();
         let mut inner = self.lock();
+        let inner = &mut *inner;
         let version = rules.version().to_owned();
         let changed: HashSet<&str> = changed.into_iter().collect();
-        let mut next = HashMap::with_capacity(rules.len());
+        inner.generations.push(Generation {
+            at: now,
+            version: version.clone(),
+        });
+        let current = inner.generations.len() as u32 - 1;
+        let since = |name: &str| {
+            if changed.contains(name) {
+                current
+            } else {
+                inner.exceptions.get(name).copied().unwrap_or(inner.common)
+            }
+        };
+
+        // The generation most rules now date from becomes the common one.
+        let mut counts = vec![0usize; inner.generations.len()];
         for name in rules.rule_names() {
-            let stat = match inner.rules.remove(name) {
-                Some(stat) if !changed.contains(name) => stat,
-                _ => {
-                    inner.shadow.forget(name);
-                    RuleStat::new(now, &version)
-                }
-            };
-            next.insert(name.to_owned(), stat);
+            counts[since(name) as usize] += 1;
         }
-        inner.rules = next;
+        let common = (0..counts.len())
+            .max_by_key(|&at| (counts[at], at))
+            .unwrap_or(0) as u32;
+        let mut exceptions = HashMap::new();
+        for name in rules.shared_rule_names() {
+            let since = since(name);
+            if since != common {
+                exceptions.insert(name.clone(), since);
+            }
+        }
+        let mut hits = HashMap::new();
+        for name in rules.rule_names() {
+            if changed.contains(name) {
+                inner.shadow.forget(name);
+                continue;
+            }
+            if let Some((name, counted)) = inner.hits.remove_entry(name) {
+                hits.insert(name, counted);
+            }
+        }
+
+        // Keep only the generations some rule dates from, renumbered in order.
+        let mut used = vec![false; inner.generations.len()];
+        used[common as usize] = true;
+        for since in exceptions.values() {
+            used[*since as usize] = true;
+        }
+        let mut renumbered = vec![0; used.len()];
+        let mut kept = 0;
+        for (at, used) in used.iter().enumerate() {
+            renumbered[at] = kept;
+            kept += u32::from(*used);
+        }
+        for since in exceptions.values_mut() {
+            *since = renumbered[*since as usize];
+        }
+        let mut at = 0;
+        inner.generations.retain(|_| {
+            at += 1;
+            used[at - 1]
+        });
+
+        inner.common = renumbered[common as usize];
+        inner.exceptions = exceptions;
+        inner.hits = hits;
         inner.rules_version = version;
         inner.rules_loaded_at = now;
         inner.last_reload_error = None;
@@ -162,19 +218,20 @@ impl Status {
         let reports = rules
             .rule_names()
             .map(|name| {
-                let stat = inner.rules.get(name);
+                let hits = inner.hits.get(name);
                 let shadow = inner.shadow.get(name);
-                let last_hit = stat.and_then(|s| s.last_hit).map(|t| t.to_string());
+                let since = inner.exceptions.get(name).copied().unwrap_or(inner.common);
+                let since = &inner.generations[since as usize];
+                let last_hit = hits.and_then(|h| h.last_hit).map(|t| t.to_string());
                 RuleReport {
                     name: name.to_owned(),
                     enabled: enabled.contains(name),
-                    hits: stat.map_or(0, |s| s.hits),
+                    hits: hits.map_or(0, |h| h.hits),
                     shadow_hits: shadow.map_or(0, |s| s.calls),
                     shadow_distinct_callers: shadow.map_or(0, |s| s.callers),
                     last_hit: last_hit.or_else(|| shadow.map(|s| s.last.clone())),
-                    in_force_since: stat.map_or(inner.rules_loaded_at, |s| s.since).to_string(),
-                    since_rules_version: stat
-                        .map_or_else(|| inner.rules_version.clone(), |s| s.since_version.clone()),
+                    in_force_since: since.at.to_string(),
+                    since_rules_version: since.version.clone(),
                 }
             })
             .collect();

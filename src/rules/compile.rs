@@ -11,7 +11,7 @@ use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{LineIndex, Warning, did_you_mean};
+use super::index::Index;
 use super::lists::Lists;
 use super::matcher::{Condition, Rule, RuleLocation, RuleSet};
 use super::rate::RateCounter;
@@ -67,57 +68,98 @@ const MODES: &[(&str, RuleMode)] = &[("enforce", RuleMode::Enforce), ("audit", R
 /// that can never match or never decide, unused lists) do not fail the compilation; they
 /// are in [`RuleSet::warnings`].
 pub fn compile(sources: &[Source]) -> Result<RuleSet, Vec<Diagnostic>> {
-    let mut files: Vec<FileCx<'_>> = sources.iter().map(FileCx::new).collect();
+    let mut set = compile_unindexed(sources.iter().map(Cow::Borrowed).collect())?;
+    set.index = Index::build(&set.rules);
+    Ok(set)
+}
 
-    // Lists first: a rule may use a list defined in any file.
+/// [`compile`] without building the index, which its caller must add. Owned sources are
+/// freed as soon as their rules are compiled, unless they define lists (which borrow
+/// their text): a large folder's text is as large as its compiled rules.
+fn compile_unindexed(sources: Vec<Cow<'_, Source>>) -> Result<RuleSet, Vec<Diagnostic>> {
+    let version = version_of(sources.iter().map(|source| &**source));
+    // Room for every rule up front: growing a vector of 100,000 rules by doubling holds
+    // the old and the new one at once, and leaves up to half of it unused.
+    let expected = sources
+        .iter()
+        .map(|source| source.text.matches("[[rule]]").count())
+        .sum();
+
+    // Lists first: a rule may use a list defined in any file. Files that can define one
+    // are kept whole until the end; the others are compiled one by one further down.
+    let (kept, mut streamed): (Vec<_>, Vec<_>) = sources
+        .into_iter()
+        .enumerate()
+        .partition(|(_, source)| is_list_source(&source.path) || may_define_lists(&source.text));
+    let mut kept_files: Vec<FileCx<'_>> =
+        kept.iter().map(|(_, source)| FileCx::new(source)).collect();
     let mut lists = Lists::default();
-    let mut documents = Vec::with_capacity(sources.len());
-    for (at, (source, file)) in sources.iter().zip(&mut files).enumerate() {
+    let mut broken = vec![false; kept.len()];
+    for (slot, ((at, source), file)) in kept.iter().zip(&mut kept_files).enumerate() {
         if is_list_source(&source.path) {
-            lists.add_file(file, at, &source.text);
-            documents.push(None);
+            lists.add_file(file, *at, &source.text);
             continue;
         }
-        let (document, errors) = DeTable::parse_recoverable(&source.text);
-        if errors.is_empty() {
-            lists.add_table(file, at, document.get_ref());
-            documents.push(Some(document));
-        } else {
-            for error in errors {
-                let span = error.span().unwrap_or(0..0);
-                file.error(span, condense(error.message()));
-            }
-            documents.push(None);
+        // Each parsed document is dropped as soon as it has been read: a large folder's
+        // documents together take many times its text's size.
+        match parse(file, &source.text) {
+            Some(document) => lists.add_table(file, *at, document.get_ref()),
+            None => broken[slot] = true,
         }
     }
 
     let mut compiler = Compiler {
-        rules: Vec::new(),
+        rules: Vec::with_capacity(expected),
         names: HashMap::new(),
+        paths: Vec::new(),
         lists: &lists,
         rates: Vec::new(),
     };
-    for (document, file) in documents.iter().zip(&mut files) {
-        if let Some(document) = document {
-            compiler.document(file, document.get_ref());
+    let mut diagnostics: Vec<(usize, Diagnostic)> = Vec::new();
+    let mut warnings: Vec<(usize, Warning)> = Vec::new();
+    let mut streamed = streamed.drain(..).peekable();
+    for (slot, (at, source)) in kept.iter().enumerate() {
+        // The files before this one, which define no lists.
+        while let Some((at, source)) = streamed.next_if(|(other, _)| other < at) {
+            compiler.file(at, &source, &mut diagnostics, &mut warnings);
+        }
+        if is_list_source(&source.path) || broken[slot] {
+            continue;
+        }
+        if let Some(document) = parse(&mut kept_files[slot], &source.text) {
+            compiler.document(&mut kept_files[slot], document.get_ref());
         }
     }
-    let Compiler { rules, rates, .. } = compiler;
+    for (at, source) in streamed {
+        compiler.file(at, &source, &mut diagnostics, &mut warnings);
+    }
+    // The names are only needed while compiling; drop them before the index is built.
+    let Compiler {
+        mut rules,
+        rates,
+        names,
+        paths,
+        ..
+    } = compiler;
+    drop((names, paths));
+    rules.shrink_to_fit();
     for (at, line, name) in lists.unused() {
         let message = format!("list {name:?} is not used by any rule");
-        let warning = Warning::new(files[at].path, (line, 1), message);
-        files[at].warnings.push(warning);
+        let Some(slot) = kept.iter().position(|(kept_at, _)| *kept_at == at) else {
+            continue;
+        };
+        let warning = Warning::new(kept_files[slot].path, (line, 1), message);
+        kept_files[slot].warnings.push(warning);
     }
 
-    let mut diagnostics: Vec<(usize, Diagnostic)> = lists.late.take();
-    let mut warnings = Vec::new();
-    for (at, file) in files.into_iter().enumerate() {
+    diagnostics.extend(lists.late.take());
+    for ((at, _), file) in kept.iter().zip(kept_files) {
         diagnostics.extend(
             file.diagnostics
                 .into_iter()
-                .map(|diagnostic| (at, diagnostic)),
+                .map(|diagnostic| (*at, diagnostic)),
         );
-        warnings.extend(file.warnings.into_iter().map(|warning| (at, warning)));
+        warnings.extend(file.warnings.into_iter().map(|warning| (*at, warning)));
     }
     if !diagnostics.is_empty() {
         diagnostics.sort_by_key(|(at, diagnostic)| (*at, diagnostic.line, diagnostic.col));
@@ -131,14 +173,36 @@ pub fn compile(sources: &[Source]) -> Result<RuleSet, Vec<Diagnostic>> {
     warnings.extend(super::warn::rule_warnings(&rules));
     Ok(RuleSet {
         rules,
-        version: version_of(sources),
+        version,
         rates,
         warnings,
+        index: Index::default(),
     })
 }
 
 fn is_list_source(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "list")
+}
+
+/// Whether a rule file's text could hold a `[lists]` table: its key is written `lists`
+/// somewhere, or may be spelled with an escape in a quoted key.
+fn may_define_lists(text: &str) -> bool {
+    text.contains("lists") || text.contains("\\u") || text.contains("\\U")
+}
+
+/// Parses a rule file; `None`, with every syntax error recorded in `file`, when it has
+/// errors. A file with errors reports only those: its half-parsed content would mostly
+/// produce misleading follow-up errors.
+fn parse<'s>(file: &mut FileCx<'_>, text: &'s str) -> Option<Spanned<DeTable<'s>>> {
+    let (document, errors) = DeTable::parse_recoverable(text);
+    if errors.is_empty() {
+        return Some(document);
+    }
+    for error in errors {
+        let span = error.span().unwrap_or(0..0);
+        file.error(span, condense(error.message()));
+    }
+    None
 }
 
 /// Reads and compiles the `*.toml` rule files and `*.list` list files directly in `dir`, in
@@ -186,8 +250,11 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
         }
     }
 
-    match compile(&sources) {
-        Ok(set) if diagnostics.is_empty() => Ok(set),
+    match compile_unindexed(sources.into_iter().map(Cow::Owned).collect()) {
+        Ok(mut set) if diagnostics.is_empty() => {
+            set.index = Index::build(&set.rules);
+            Ok(set)
+        }
         Ok(_) => Err(diagnostics),
         Err(more) => {
             diagnostics.extend(more);
@@ -227,7 +294,7 @@ fn lowercase_first(text: &str) -> String {
 ///
 /// Only the file name counts, not the folder, so the same rules deployed at different
 /// paths share a version. TOML text cannot contain NUL, so the encoding is unambiguous.
-pub(crate) fn version_of(sources: &[Source]) -> String {
+pub(crate) fn version_of<'a>(sources: impl IntoIterator<Item = &'a Source>) -> String {
     let mut hasher = Sha256::new();
     for source in sources {
         let name = source.path.file_name().unwrap_or(source.path.as_os_str());
@@ -240,15 +307,18 @@ pub(crate) fn version_of(sources: &[Source]) -> String {
     version
 }
 
-/// Where a rule name was first defined, for the duplicate-name message.
+/// Where a rule name was first defined, for the duplicate-name message: an index into
+/// [`Compiler::paths`] and a line. Small, since a large set has one per rule.
 struct FirstDefinition {
-    path: PathBuf,
-    line: usize,
+    file: u32,
+    line: u32,
 }
 
 struct Compiler<'c, 's> {
     rules: Vec<Rule>,
     names: HashMap<Arc<str>, FirstDefinition>,
+    /// The rule files compiled so far, in order.
+    paths: Vec<Arc<Path>>,
     lists: &'c Lists<'s>,
     rates: Vec<Arc<RateCounter>>,
 }
@@ -326,7 +396,25 @@ fn condense(message: &str) -> String {
 }
 
 impl Compiler<'_, '_> {
+    /// Compiles rule file number `at`, which defines no lists, and hands its problems over
+    /// so nothing of it outlives this call.
+    fn file(
+        &mut self,
+        at: usize,
+        source: &Source,
+        diagnostics: &mut Vec<(usize, Diagnostic)>,
+        warnings: &mut Vec<(usize, Warning)>,
+    ) {
+        let mut file = FileCx::new(source);
+        if let Some(document) = parse(&mut file, &source.text) {
+            self.document(&mut file, document.get_ref());
+        }
+        diagnostics.extend(file.diagnostics.into_iter().map(|found| (at, found)));
+        warnings.extend(file.warnings.into_iter().map(|found| (at, found)));
+    }
+
     fn document(&mut self, file: &mut FileCx<'_>, document: &DeTable<'_>) {
+        self.paths.push(file.shared_path.clone());
         for (key, value) in entries(document) {
             match key.get_ref().as_ref() {
                 // Read before any rule (lists) or by the rule-test runner (test).
@@ -520,7 +608,6 @@ impl Compiler<'_, '_> {
             hasher.finish()
         };
         self.rules.push(Rule {
-            name,
             enabled,
             condition,
             decision,
@@ -542,7 +629,7 @@ impl Compiler<'_, '_> {
             Some(first) => {
                 let message = format!(
                     "duplicate rule name {name:?} (first defined at {}:{})",
-                    first.path.display(),
+                    self.paths[first.file as usize].display(),
                     first.line
                 );
                 file.error(value.span(), message);
@@ -550,8 +637,8 @@ impl Compiler<'_, '_> {
             }
             None => {
                 let first = FirstDefinition {
-                    path: file.path.to_path_buf(),
-                    line,
+                    file: (self.paths.len() - 1) as u32,
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
                 };
                 self.names.insert(name.clone(), first);
                 Some(name)

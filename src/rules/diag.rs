@@ -91,14 +91,16 @@ impl fmt::Display for Warning {
 /// Maps byte offsets of one text to line and column.
 pub(crate) struct LineIndex<'a> {
     text: &'a str,
-    /// Byte offset where each line starts; the first is always 0.
-    starts: Vec<usize>,
+    /// Byte offset where each line starts; the first is always 0. `u32` halves the index
+    /// of a large folder; a file of 4 GiB or more gets no line numbers past that.
+    starts: Vec<u32>,
 }
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> LineIndex<'a> {
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(at, _)| at + 1));
+        let ends = text.match_indices('\n').map(|(at, _)| at + 1);
+        starts.extend(ends.map_while(|start| u32::try_from(start).ok()));
         LineIndex { text, starts }
     }
 
@@ -110,8 +112,10 @@ impl<'a> LineIndex<'a> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = self.starts.partition_point(|&start| start <= offset);
-        let start = self.starts[line - 1];
+        let line = self
+            .starts
+            .partition_point(|&start| start as usize <= offset);
+        let start = self.starts[line - 1] as usize;
         let col = self.text[start..offset].chars().count() + 1;
         (line, col)
     }

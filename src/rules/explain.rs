@@ -81,7 +81,7 @@ impl RuleSet {
             };
             let matched = outcome == StepOutcome::Matched;
             steps.push(RuleStep {
-                rule: rule.name.to_string(),
+                rule: rule.name().to_string(),
                 location: rule.location.clone(),
                 outcome,
             });

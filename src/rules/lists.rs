@@ -40,6 +40,11 @@ impl ValueSet {
     pub(crate) fn len(&self) -> usize {
         self.values.len()
     }
+
+    /// The values, in the form facts are compared with.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &str> {
+        self.values.iter().map(|value| &**value)
+    }
 }
 
 impl fmt::Debug for ValueSet {

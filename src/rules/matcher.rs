@@ -1,19 +1,21 @@
-//! The compiled rule set and its evaluator: [`RuleSet::evaluate_at`] walks the rules in
-//! order and returns the first match's [`Decision`]. No I/O, and no allocation for ASCII
-//! facts; everything that can be prepared (case folding, regexes, phone forms, list sets,
-//! time zones) was prepared by the compiler. The only state is the rate counters.
+//! The compiled rule set and its evaluator: [`RuleSet::evaluate_at`] returns the first
+//! matching rule's [`Decision`], trying only the rules the set's index (`index.rs`) finds
+//! for the invite. No I/O, and no allocation for ASCII facts; everything that can be
+//! prepared (case folding, regexes, phone forms, list sets, time zones, the index) was
+//! prepared by the compiler. The only state is the rate counters.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use regex::Regex;
 
 use super::Decision;
 use super::diag::Warning;
+use super::index::Index;
 use super::lists::ValueSet;
 use super::rate::{RateCounter, RateHits};
 use super::time::TimeWindow;
@@ -27,6 +29,8 @@ pub struct RuleSet {
     /// Every rate condition of the set, in slot order.
     pub(crate) rates: Vec<Arc<RateCounter>>,
     pub(crate) warnings: Vec<Warning>,
+    /// Which rules an invite can match, by the values their conditions require.
+    pub(crate) index: Index,
 }
 
 /// Where a rule is defined: its file and the 1-based position of its `[[rule]]` header.
@@ -46,15 +50,24 @@ impl fmt::Display for RuleLocation {
 /// One rule as the evaluator sees it: a condition tree and the decision it yields.
 #[derive(Debug)]
 pub(crate) struct Rule {
-    pub(crate) name: Arc<str>,
     pub(crate) enabled: bool,
     pub(crate) condition: Condition,
-    /// Built once so a match only bumps reference counts.
+    /// Built once so a match only bumps reference counts. Holds the rule's name.
     pub(crate) decision: Decision,
     pub(crate) location: RuleLocation,
     /// Identifies the rule's definition and the contents of the lists it uses; `diff`
     /// compares these.
     pub(crate) fingerprint: u64,
+}
+
+impl Rule {
+    /// The rule's name, as its decision carries it.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        self.decision
+            .rule
+            .as_ref()
+            .expect("the compiler names every rule's decision")
+    }
 }
 
 /// What changed between two rule sets, by rule name, each in evaluation order.
@@ -96,34 +109,39 @@ pub(crate) enum Condition {
 
 /// A test on one text value. Every string in here is already case-folded with [`fold`].
 #[derive(Debug)]
+///
+/// Lists are boxed slices rather than vectors: a large set holds hundreds of thousands of
+/// tests, and the size of the largest variant is the size of each.
 pub(crate) enum TextTest {
     Equals(Box<str>),
-    AnyOf(Vec<Box<str>>),
-    Prefix(Vec<Box<str>>),
-    Suffix(Vec<Box<str>>),
+    AnyOf(Box<[Box<str>]>),
+    Prefix(Box<[Box<str>]>),
+    Suffix(Box<[Box<str>]>),
     /// Case-insensitive and unanchored: it matches when it is found anywhere in the value.
-    Regex(Regex),
+    /// Boxed: conditions are many and regexes few, so they should not set every test's size.
+    Regex(Box<LazyRegex>),
     Exists(bool),
     /// The value is in a named list (already in the field's form).
     InList(Arc<ValueSet>),
     Not(Box<TextTest>),
-    All(Vec<TextTest>),
+    All(Box<[TextTest]>),
 }
 
-/// A test on a set of words (`modalities`). Strings are case-folded with [`fold`].
+/// A test on a set of words (`modalities`). Strings are case-folded with [`fold`]. Lists
+/// are boxed slices, as in [`TextTest`].
 #[derive(Debug)]
 pub(crate) enum SetTest {
     /// At least one member is listed.
-    Any(Vec<Box<str>>),
+    Any(Box<[Box<str>]>),
     /// Every listed value is a member.
-    All(Vec<Box<str>>),
+    All(Box<[Box<str>]>),
     /// No member is listed.
-    None(Vec<Box<str>>),
+    None(Box<[Box<str>]>),
     /// Every member is listed.
-    Only(Vec<Box<str>>),
+    Only(Box<[Box<str>]>),
     Exists(bool),
     Not(Box<SetTest>),
-    Each(Vec<SetTest>),
+    Each(Box<[SetTest]>),
 }
 
 // === impl RuleSet ===
@@ -136,6 +154,7 @@ impl RuleSet {
             version: super::compile::version_of(&[]),
             rates: Vec::new(),
             warnings: Vec::new(),
+            index: Index::default(),
         }
     }
 
@@ -155,10 +174,34 @@ impl RuleSet {
             now,
             rates: &hits,
         };
+        self.index
+            .first_match(&self.rules, &cx)
+            .map_or_else(Decision::default_allow, |at| {
+                self.rules[at].decision.clone()
+            })
+    }
+
+    /// [`RuleSet::evaluate_at`] without the index: every rule tried in order. Identical
+    /// decisions, slower; kept to check the index against and to measure what it saves.
+    #[doc(hidden)]
+    pub fn evaluate_linear_at(&self, facts: &Facts, now: Timestamp) -> Decision {
+        let hits = self.count_rates(facts, now, |_, _| {});
+        let cx = Cx {
+            facts,
+            now,
+            rates: &hits,
+        };
+        self.first_match_linear(&cx)
+            .map_or_else(Decision::default_allow, |at| {
+                self.rules[at].decision.clone()
+            })
+    }
+
+    /// The position of the first enabled rule that holds, trying each in order.
+    pub(crate) fn first_match_linear(&self, cx: &Cx<'_>) -> Option<usize> {
         self.rules
             .iter()
-            .find(|rule| rule.enabled && rule.condition.holds(&cx))
-            .map_or_else(Decision::default_allow, |rule| rule.decision.clone())
+            .position(|rule| rule.enabled && rule.condition.holds(cx))
     }
 
     /// Counts the invite in every active rate condition; `seen` gets each counter's slot
@@ -219,26 +262,26 @@ impl RuleSet {
         let old: HashMap<&str, u64> = previous
             .rules
             .iter()
-            .map(|rule| (&*rule.name, rule.fingerprint))
+            .map(|rule| (&**rule.name(), rule.fingerprint))
             .collect();
         let new: HashMap<&str, u64> = self
             .rules
             .iter()
-            .map(|rule| (&*rule.name, rule.fingerprint))
+            .map(|rule| (&**rule.name(), rule.fingerprint))
             .collect();
         let mut diff = RuleSetDiff::default();
         for rule in &self.rules {
-            match old.get(&*rule.name) {
-                None => diff.added.push(rule.name.to_string()),
+            match old.get(&**rule.name()) {
+                None => diff.added.push(rule.name().to_string()),
                 Some(fingerprint) if *fingerprint != rule.fingerprint => {
-                    diff.changed.push(rule.name.to_string());
+                    diff.changed.push(rule.name().to_string());
                 }
                 Some(_) => {}
             }
         }
         for rule in &previous.rules {
-            if !new.contains_key(&*rule.name) {
-                diff.removed.push(rule.name.to_string());
+            if !new.contains_key(&**rule.name()) {
+                diff.removed.push(rule.name().to_string());
             }
         }
         diff
@@ -255,7 +298,7 @@ impl RuleSet {
     pub fn location(&self, name: &str) -> Option<&RuleLocation> {
         self.rules
             .iter()
-            .find(|rule| &*rule.name == name)
+            .find(|rule| &**rule.name() == name)
             .map(|rule| &rule.location)
     }
 
@@ -263,7 +306,7 @@ impl RuleSet {
     pub fn is_audit_rule(&self, name: &str) -> bool {
         self.rules
             .iter()
-            .any(|rule| &*rule.name == name && rule.decision.mode == super::RuleMode::Audit)
+            .any(|rule| &**rule.name() == name && rule.decision.mode == super::RuleMode::Audit)
     }
 
     /// A short hash of the rule files this set was compiled from (names and contents), so
@@ -283,7 +326,13 @@ impl RuleSet {
 
     /// Rule names in evaluation order, disabled ones included.
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|rule| &*rule.name)
+        self.rules.iter().map(|rule| &**rule.name())
+    }
+
+    /// Rule names in evaluation order, as the set holds them: for keeping one per rule
+    /// without copying each.
+    pub fn shared_rule_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.rules.iter().map(|rule| rule.name())
     }
 
     /// The names of the rules that take part in evaluation (`enabled = true`).
@@ -291,7 +340,7 @@ impl RuleSet {
         self.rules
             .iter()
             .filter(|rule| rule.enabled)
-            .map(|rule| &*rule.name)
+            .map(|rule| &**rule.name())
     }
 }
 
@@ -354,6 +403,44 @@ pub(crate) fn e164(fact: &str) -> Cow<'_, str> {
     normalize_phone(fact).map_or(Cow::Borrowed(fact), Cow::Owned)
 }
 
+/// A regex condition: the pattern, already checked by the compiler, and its matcher, built
+/// the first time the condition is tried. A large rule set can hold thousands of regexes,
+/// each tens of kilobytes once built, and with the index most are never tried.
+pub(crate) struct LazyRegex {
+    pattern: Box<str>,
+    /// `None` inside only if a build that succeeded at compile time fails now: then the
+    /// condition never holds.
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// `pattern` must have been built successfully with [`super::when::build_regex`].
+    pub(crate) fn new(pattern: &str) -> LazyRegex {
+        LazyRegex {
+            pattern: pattern.into(),
+            regex: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    pub(crate) fn is_match(&self, fact: &str) -> bool {
+        self.regex
+            .get_or_init(|| super::when::build_regex(&self.pattern).ok())
+            .as_ref()
+            .is_some_and(|regex| regex.is_match(fact))
+    }
+}
+
+impl fmt::Debug for LazyRegex {
+    // As `Regex` shows itself: rule fingerprints and warnings compare this text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Regex").field(&self.as_str()).finish()
+    }
+}
+
 // === impl TextTest ===
 
 impl TextTest {
@@ -407,7 +494,7 @@ impl SetTest {
 // while comparing, so no fact is ever copied. Final sigma is mapped to plain sigma on both
 // sides because per-character lowercasing cannot see word ends.
 
-fn fold_char(c: char) -> impl DoubleEndedIterator<Item = char> {
+pub(crate) fn fold_char(c: char) -> impl DoubleEndedIterator<Item = char> {
     c.to_lowercase().map(|c| if c == 'ς' { 'σ' } else { c })
 }
 

@@ -9,6 +9,7 @@
 mod compile;
 pub(crate) mod diag;
 mod explain;
+mod index;
 mod lists;
 mod matcher;
 mod rate;

@@ -58,7 +58,7 @@ impl ShadowStats {
         let Some(rule) = decision.rule.as_deref() else {
             return false;
         };
-                // Any action an audit-mode rule would have taken (reject, redirect, ignore) counts.
+        // Any action an audit-mode rule would have taken (reject, redirect, ignore) counts.
         if decision.action == Action::Allow || decision.mode != RuleMode::Audit {
             return false;
         }

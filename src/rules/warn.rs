@@ -26,13 +26,13 @@ pub(crate) fn rule_warnings(rules: &[Rule]) -> Vec<Warning> {
             let message = match field {
                 Some(field) => format!(
                     "rule {:?} can never match: its conditions on {:?} contradict each other",
-                    rule.name,
+                    rule.name(),
                     field.name()
                 ),
                 None => format!(
                     "rule {:?} can never match: no \"any_of\" alternative can hold together \
                      with the other conditions",
-                    rule.name
+                    rule.name()
                 ),
             };
             warnings.push(warn(message));
@@ -45,13 +45,17 @@ pub(crate) fn rule_warnings(rules: &[Rule]) -> Vec<Warning> {
         if let Some(first) = catch_all {
             let message = format!(
                 "rule {:?} is never reached: rule {:?} ({}) before it matches every invite",
-                rule.name, first.name, first.location
+                rule.name(),
+                first.name(),
+                first.location
             );
             warnings.push(warn(message));
         } else if let Some(first) = seen.get(&key) {
             let message = format!(
                 "rule {:?} never decides: rule {:?} ({}) before it has the same conditions",
-                rule.name, first.name, first.location
+                rule.name(),
+                first.name(),
+                first.location
             );
             warnings.push(warn(message));
         }

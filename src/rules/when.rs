@@ -8,14 +8,14 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use regex::RegexBuilder;
+use regex::{Regex, RegexBuilder};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::compile::{FileCx, describe, entries};
 use super::diag::did_you_mean;
 use super::lists::Lists;
-use super::matcher::{Condition, SetTest, TextTest, fold};
+use super::matcher::{Condition, LazyRegex, SetTest, TextTest, fold};
 use super::rate::RateCounter;
 use crate::facts::{Field, FieldType, normalize_phone};
 
@@ -83,6 +83,8 @@ impl When<'_, '_, '_, '_> {
             };
             conditions.extend(condition);
         }
+        // Large sets hold one of these per rule: no spare capacity.
+        conditions.shrink_to_fit();
         Condition::All(conditions)
     }
 
@@ -203,7 +205,10 @@ impl When<'_, '_, '_, '_> {
                 }
                 match conditions.len() {
                     1 => conditions.pop(),
-                    _ => Some(Condition::All(conditions)),
+                    _ => {
+                        conditions.shrink_to_fit();
+                        Some(Condition::All(conditions))
+                    }
                 }
             }
             _ => {
@@ -240,7 +245,7 @@ impl When<'_, '_, '_, '_> {
     fn text(&mut self, field: Field, value: Value<'_, '_>) -> Option<TextTest> {
         match value.get_ref() {
             DeValue::String(text) => Some(TextTest::Equals(self.word(field, text, value)?)),
-            DeValue::Array(_) => Some(TextTest::AnyOf(self.words(field, "list", value)?)),
+            DeValue::Array(_) => Some(TextTest::AnyOf(self.words(field, "list", value)?.into())),
             DeValue::Table(operators) => self.text_operators(field, value.span(), operators),
             other => {
                 let message = format!(
@@ -272,8 +277,12 @@ impl When<'_, '_, '_, '_> {
                     .text(field, value)
                     .map(|test| TextTest::Not(Box::new(test))),
                 "regex" => self.regex(field, value),
-                "prefix" => self.words(field, "prefix", value).map(TextTest::Prefix),
-                "suffix" => self.words(field, "suffix", value).map(TextTest::Suffix),
+                "prefix" => self
+                    .words(field, "prefix", value)
+                    .map(|words| TextTest::Prefix(words.into())),
+                "suffix" => self
+                    .words(field, "suffix", value)
+                    .map(|words| TextTest::Suffix(words.into())),
                 "exists" => self.exists(field, value).map(TextTest::Exists),
                 "in_list" => self.in_list(field, value),
                 other => {
@@ -300,7 +309,7 @@ impl When<'_, '_, '_, '_> {
         }
         match tests.len() {
             1 => tests.pop(),
-            _ => Some(TextTest::All(tests)),
+            _ => Some(TextTest::All(tests.into())),
         }
     }
 
@@ -393,14 +402,12 @@ impl When<'_, '_, '_, '_> {
             self.error(value.span(), message);
             return None;
         };
-        let built = RegexBuilder::new(pattern)
-            .case_insensitive(true)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
-            .build();
+        // Built here to report every problem now; the evaluator builds it again when it
+        // first needs it.
+        let built = build_regex(pattern);
         let rule = self.rule;
         match built {
-            Ok(regex) => Some(TextTest::Regex(regex)),
+            Ok(_) => Some(TextTest::Regex(Box::new(LazyRegex::new(pattern)))),
             Err(regex::Error::CompiledTooBig(limit)) => {
                 let message = format!(
                     "regex {pattern:?} in rule {rule:?} is too large \
@@ -502,7 +509,7 @@ impl When<'_, '_, '_, '_> {
         }
         match tests.len() {
             1 => tests.pop(),
-            _ => Some(SetTest::Each(tests)),
+            _ => Some(SetTest::Each(tests.into())),
         }
     }
 
@@ -512,7 +519,7 @@ impl When<'_, '_, '_, '_> {
         field: Field,
         operator: &str,
         value: Value<'_, '_>,
-    ) -> Option<Vec<Box<str>>> {
+    ) -> Option<Box<[Box<str>]>> {
         let items: Vec<Value<'_, '_>> = match value.get_ref() {
             DeValue::String(_) => vec![value],
             DeValue::Array(items) if items.is_empty() => {
@@ -555,8 +562,17 @@ impl When<'_, '_, '_, '_> {
                 }
             }
         }
-        (!broken).then_some(members)
+        (!broken).then(|| members.into_boxed_slice())
     }
+}
+
+/// A rule's regex as the evaluator runs it: case-insensitive, with bounded sizes.
+pub(crate) fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+        .build()
 }
 
 /// A string or list of strings written back as a TOML array, for the set-field hint.

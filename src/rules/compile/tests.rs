@@ -2,6 +2,7 @@
 //! loading and versions.
 
 use std::fs;
+use std::path::PathBuf;
 
 use super::*;
 
