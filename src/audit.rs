@@ -92,6 +92,12 @@ pub struct AuditRecord {
     /// The status the bot behind callscreen answered a forwarded invite with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
+    /// An audit-mode rule that matched before the deciding rule, and what it would have
+    /// done; only present then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_action: Option<Action>,
     pub caller: AuditCaller,
     pub region: Option<String>,
     pub modalities: Vec<String>,
@@ -402,6 +408,8 @@ mod tests {
             outcome: Outcome::WouldReject,
             graph_status: None,
             upstream_status: None,
+            shadow_rule: None,
+            shadow_action: None,
             caller: AuditCaller {
                 kind: "anonymous".into(),
                 id: None,

@@ -212,6 +212,14 @@ impl Metrics {
         }
     }
 
+    /// An audit-mode rule matched before the rule that decided (see `Decision::shadow`).
+    pub fn shadow_hit(&self, rule: &str) {
+        let label = RuleLabels {
+            rule: self.rule_label(rule),
+        };
+        self.rule_shadow_hits.get_or_create(&label).inc();
+    }
+
     fn rule_label(&self, rule: &str) -> String {
         let mut labelled = self
             .labelled_rules

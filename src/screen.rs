@@ -229,6 +229,11 @@ impl Screener {
         );
         if outcome != Outcome::Duplicate {
             self.status.record_hit(&decision, &facts);
+            if let Some(shadow) = &decision.shadow {
+                self.status.record_hit(shadow, &facts);
+                self.metrics
+                    .shadow_hit(shadow.rule.as_deref().unwrap_or("-"));
+            }
         }
         tracing::info!(
             call_id = %loggable(&facts.call_id),
@@ -256,6 +261,11 @@ impl Screener {
             outcome,
             graph_status,
             upstream_status,
+            shadow_rule: decision
+                .shadow
+                .as_ref()
+                .and_then(|shadow| shadow.rule.as_deref().map(str::to_owned)),
+            shadow_action: decision.shadow.as_ref().map(|shadow| shadow.action),
             region: facts.caller.region.clone(),
             modalities: facts.modalities.clone(),
             rules_version: rules.version().to_owned(),

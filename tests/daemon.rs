@@ -635,3 +635,48 @@ fn secrets_never_reach_the_output() {
         assert!(!everything.contains(secret), "{secret} leaked");
     }
 }
+
+#[test]
+fn a_rule_on_trial_in_audit_mode_never_stops_a_later_enforced_reject() {
+    let graph = FakeGraph::start();
+    let trial = "[[rule]]\nname = \"trial-amer\"\naction = \"reject\"\nreason = \"busy\"\n\
+                 mode = \"audit\"\n[rule.when]\ncaller.region = \"amer\"\n";
+    let setup = setup(
+        &enforce_config(&graph, ""),
+        &[
+            ("05-trial.toml", trial),
+            ("50-screening.toml", SCREENING_RULES),
+        ],
+    );
+    let daemon = setup.start();
+    assert_eq!(
+        notify(&daemon, &example("anonymous-caller-no-id.json")),
+        202
+    );
+    assert_eq!(notify(&daemon, &example("p2p-aad-user-audio.json")), 202);
+    let records = wait_audit(&setup.audit, 2);
+
+    let anonymous = record_for(&records, "2e012631-9a72-480d-908a-3e291dd257d5");
+    assert_eq!(anonymous["rule"], "no-anonymous");
+    assert_eq!(anonymous["outcome"], "rejected");
+    assert_eq!(anonymous["shadow_rule"], "trial-amer");
+    assert_eq!(anonymous["shadow_action"], "reject");
+    // Where no enforced rule matches, the trial rule's would-be decision is recorded.
+    let user = record_for(&records, "683447c1-0cc8-4f11-9d4e-abbd1fcfb980");
+    assert_eq!(user["rule"], "trial-amer");
+    assert_eq!(user["outcome"], "would_reject");
+    assert_eq!(graph.calls_requests().len(), 1);
+
+    let status: Value = http_client()
+        .get(daemon.url("/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let trial = status["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "trial-amer");
+    assert_eq!(trial.unwrap()["shadow_hits"], 2);
+}

@@ -113,6 +113,9 @@ impl ReplayReport {
         let decision = rules.evaluate_at(&facts, at);
         let version = record.rules_version.as_deref().unwrap_or("unknown");
         self.shadow.record(&decision, &facts, at, version);
+        if let Some(shadow) = &decision.shadow {
+            self.shadow.record(shadow, &facts, at, version);
+        }
 
         let new_rule = decision.rule.as_deref().map(str::to_owned);
         if decision.action == record.action && new_rule == record.rule {

@@ -595,6 +595,7 @@ impl Compiler<'_, '_> {
             callback_uri: callback_uri.map(|(uri, _)| uri),
             mode,
             redirect: redirect.finish().map(Arc::new),
+            shadow: None,
         };
         let (line, col) = file.index.span_start(&header);
         let location = RuleLocation {

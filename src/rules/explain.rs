@@ -70,6 +70,9 @@ impl RuleSet {
             rates: &hits,
         };
         let mut steps = Vec::new();
+        // An audit-mode rule that matches is noted and the walk goes on: only enforced
+        // rules decide (see `RuleSet::evaluate_at`).
+        let mut shadow: Option<&Decision> = None;
         for rule in &self.rules {
             let outcome = if !rule.enabled {
                 StepOutcome::Skipped
@@ -85,15 +88,18 @@ impl RuleSet {
                 location: rule.location.clone(),
                 outcome,
             });
-            if matched {
-                return Explanation {
-                    decision: rule.decision.clone(),
-                    steps,
+            if matched && !rule.decides() {
+                shadow.get_or_insert(&rule.decision);
+            } else if matched {
+                let decision = Decision {
+                    shadow: shadow.map(|audit| std::sync::Arc::new(audit.clone())),
+                    ..rule.decision.clone()
                 };
+                return Explanation { decision, steps };
             }
         }
         Explanation {
-            decision: Decision::default_allow(),
+            decision: shadow.cloned().unwrap_or_else(Decision::default_allow),
             steps,
         }
     }

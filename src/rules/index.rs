@@ -88,6 +88,9 @@ type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 pub(crate) struct Index {
     /// Enabled rules filed under no key: every invite tries them.
     residual: Box<[u32]>,
+    /// Enabled rules in audit mode, in order. They never decide when an enforced rule
+    /// matches; they are tried after the index, up to the deciding rule, for evidence.
+    shadow: Box<[u32]>,
     /// Equality, prefix and suffix keys of every field.
     keys: KeyMap<Span>,
     postings: Postings,
@@ -189,7 +192,7 @@ impl Index {
         let mut shared: Vec<u64> = Vec::new();
         let mut filings = Vec::new();
         let mut ids = Vec::new();
-        for rule in rules.iter().filter(|rule| rule.enabled) {
+        for rule in rules.iter().filter(|rule| rule.decides()) {
             filings.clear();
             every_filing(&rule.condition, &mut filings);
             ids.clear();
@@ -208,8 +211,12 @@ impl Index {
         let mut residual = Vec::new();
         let mut keyed: Vec<(u64, u32)> = Vec::new();
         let mut fields: HashMap<Field, FieldBuild> = HashMap::new();
+        let mut shadow = Vec::new();
         for (at, rule) in rules.iter().enumerate() {
-            if !rule.enabled {
+            if rule.enabled && !rule.decides() {
+                shadow.push(at as u32);
+            }
+            if !rule.decides() {
                 continue;
             }
             let at = at as u32;
@@ -271,6 +278,7 @@ impl Index {
         postings.0.shrink_to_fit();
         Index {
             residual: residual.into_boxed_slice(),
+            shadow: shadow.into_boxed_slice(),
             keys,
             postings,
             fields: fields.into_boxed_slice(),
@@ -498,6 +506,22 @@ impl Index {
             self.look_up(index, &fact, &mut search);
         }
         (search.best != u32::MAX).then_some(search.best as usize)
+    }
+
+    /// The first enabled audit-mode rule before `decided` (the deciding rule's position;
+    /// `None`: no rule decided) that holds for `cx`.
+    pub(crate) fn first_shadow(
+        &self,
+        rules: &[Rule],
+        cx: &Cx<'_>,
+        decided: Option<usize>,
+    ) -> Option<usize> {
+        let before = decided.unwrap_or(usize::MAX);
+        self.shadow
+            .iter()
+            .map(|at| *at as usize)
+            .take_while(|at| *at < before)
+            .find(|at| rules[*at].condition.holds(cx))
     }
 
     fn look_up(&self, index: &FieldIndex, fact: &str, search: &mut Search<'_, '_>) {

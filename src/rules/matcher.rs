@@ -61,6 +61,12 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule can decide an invite: enabled and enforced. Audit-mode rules only
+    /// gather evidence, so a later enforced rule still decides the calls they match.
+    pub(crate) fn decides(&self) -> bool {
+        self.enabled && self.decision.mode == super::RuleMode::Enforce
+    }
+
     /// The rule's name, as its decision carries it.
     pub(crate) fn name(&self) -> &Arc<str> {
         self.decision
@@ -174,11 +180,25 @@ impl RuleSet {
             now,
             rates: &hits,
         };
-        self.index
-            .first_match(&self.rules, &cx)
-            .map_or_else(Decision::default_allow, |at| {
-                self.rules[at].decision.clone()
-            })
+        let decided = self.index.first_match(&self.rules, &cx);
+        let shadow = self.index.first_shadow(&self.rules, &cx, decided);
+        self.decision(decided, shadow)
+    }
+
+    /// The decision of the enforced rule at `decided`, carrying what the audit-mode rule
+    /// at `shadow` (before it) would have done. An audit-mode rule never decides over an
+    /// enforced rule; when no enforced rule matches, it is the decision itself (recorded as
+    /// `would_…`, never carried out).
+    fn decision(&self, decided: Option<usize>, shadow: Option<usize>) -> Decision {
+        match (decided, shadow) {
+            (Some(at), None) => self.rules[at].decision.clone(),
+            (Some(at), Some(audit)) => Decision {
+                shadow: Some(Arc::new(self.rules[audit].decision.clone())),
+                ..self.rules[at].decision.clone()
+            },
+            (None, Some(audit)) => self.rules[audit].decision.clone(),
+            (None, None) => Decision::default_allow(),
+        }
     }
 
     /// [`RuleSet::evaluate_at`] without the index: every rule tried in order. Identical
@@ -191,17 +211,20 @@ impl RuleSet {
             now,
             rates: &hits,
         };
-        self.first_match_linear(&cx)
-            .map_or_else(Decision::default_allow, |at| {
-                self.rules[at].decision.clone()
-            })
+        let decided = self.first_match_linear(&cx);
+        let before = decided.unwrap_or(usize::MAX);
+        let shadow = (0..self.rules.len().min(before)).find(|at| {
+            let rule = &self.rules[*at];
+            rule.enabled && !rule.decides() && rule.condition.holds(&cx)
+        });
+        self.decision(decided, shadow)
     }
 
     /// The position of the first enabled rule that holds, trying each in order.
     pub(crate) fn first_match_linear(&self, cx: &Cx<'_>) -> Option<usize> {
         self.rules
             .iter()
-            .position(|rule| rule.enabled && rule.condition.holds(cx))
+            .position(|rule| rule.decides() && rule.condition.holds(cx))
     }
 
     /// Counts the invite in every active rate condition; `seen` gets each counter's slot

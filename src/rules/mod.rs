@@ -89,6 +89,9 @@ pub struct Decision {
     pub mode: RuleMode,
     /// Targets and options of a redirect rule.
     pub redirect: Option<Arc<Redirect>>,
+    /// What an audit-mode rule before the deciding rule would have done (it matched, but
+    /// only enforced rules decide).
+    pub shadow: Option<Arc<Decision>>,
 }
 
 impl Decision {
@@ -101,6 +104,7 @@ impl Decision {
             callback_uri: None,
             mode: RuleMode::Enforce,
             redirect: None,
+            shadow: None,
         }
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             callback_uri: None,
             mode,
             redirect: None,
+            shadow: None,
         }
     }
 

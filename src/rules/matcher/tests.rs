@@ -432,6 +432,7 @@ fn decision_carries_rule_settings() {
             callback_uri: Some(Arc::from("https://bot.example.com/api/calls/screened")),
             mode: RuleMode::Audit,
             redirect: None,
+            shadow: None,
         }
     );
 
@@ -520,4 +521,36 @@ fn folding_helpers() {
     assert!(!ends_folded("ul", "bul"));
     assert!(ascii_folds_to(b"ABC", b"abc"));
     assert!(!ascii_folds_to(b"AB", b"abc"));
+}
+
+#[test]
+fn an_audit_mode_rule_never_takes_a_call_from_a_later_enforced_rule() {
+    let text = "[[rule]]\nname = \"trial\"\naction = \"reject\"\nreason = \"busy\"\n\
+                mode = \"audit\"\n[rule.when]\ncaller.region = \"amer\"\n\n\
+                [[rule]]\nname = \"no-anonymous\"\naction = \"reject\"\nreason = \"forbidden\"\n\
+                [rule.when]\ncaller.kind = \"anonymous\"\n";
+    let set = rules(text);
+    let mut facts = Facts::default();
+    facts.caller.kind = "anonymous".into();
+    facts.caller.region = Some("amer".into());
+
+    // The enforced rule decides; the audit rule's would-be decision rides along.
+    let decision = set.evaluate(&facts);
+    assert_eq!(decision.rule.as_deref(), Some("no-anonymous"));
+    assert_eq!(decision.mode, RuleMode::Enforce);
+    let shadow = decision.shadow.expect("the audit rule matched first");
+    assert_eq!(shadow.rule.as_deref(), Some("trial"));
+    assert_eq!(shadow.reason, Reason::Busy);
+    assert_eq!(
+        set.evaluate_linear_at(&facts, jiff::Timestamp::now())
+            .shadow,
+        Some(shadow)
+    );
+
+    // With no enforced rule matching, the audit rule's decision is the (recorded) one.
+    facts.caller.kind = "user".into();
+    let decision = set.evaluate(&facts);
+    assert_eq!(decision.rule.as_deref(), Some("trial"));
+    assert_eq!(decision.mode, RuleMode::Audit);
+    assert_eq!(decision.shadow, None);
 }
