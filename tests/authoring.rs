@@ -1,31 +1,13 @@
 //! The `test`, `explain` and `replay` commands, and what `check` adds for rule authors
 //! (rule tests and warnings), run as a user would run them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use serde_json::Value;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn callscreen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_callscreen"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run callscreen")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{callscreen, repo, stderr, stdout};
 
 fn rule_folders() -> Vec<PathBuf> {
     let mut folders = vec![repo("rules")];

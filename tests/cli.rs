@@ -1,30 +1,11 @@
 //! The `check` and `eval` commands, run as a user would run them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn callscreen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_callscreen"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run callscreen")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{callscreen, repo, stderr, stdout};
 
 fn all_examples() -> Vec<String> {
     let mut files: Vec<String> = std::fs::read_dir(repo("examples/notifications"))

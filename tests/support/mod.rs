@@ -600,3 +600,26 @@ pub fn enforce_config(graph: &FakeGraph, deadline: &str, extra_graph: &str) -> S
         graph.token_url()
     )
 }
+
+/// A path inside the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs a `callscreen` command from the repository folder and waits for it.
+pub fn callscreen(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_callscreen"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run callscreen")
+}
+
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
