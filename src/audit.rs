@@ -1,4 +1,4 @@
-//! The audit log: one JSON line per screened invite, in every mode, written by one task
+//! The audit log: one JSON line per screened invite, in every mode, written by one thread
 //! so lines never interleave. Senders wait when the queue is full (backpressure) rather
 //! than drop a record.
 
@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinHandle;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use tokio::sync::{mpsc, oneshot};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -150,53 +151,97 @@ impl AuditHealth {
 /// The sending side of the audit log; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
-    sender: mpsc::Sender<AuditRecord>,
-    reopen: Arc<Notify>,
+    sender: mpsc::Sender<Message>,
+    reopen_requested: Arc<AtomicBool>,
     health: Arc<AuditHealth>,
 }
 
+/// Resolves once the writer has written out its queue and stopped.
+pub type WriterFinished = oneshot::Receiver<()>;
+
+enum Message {
+    Record(Box<AuditRecord>),
+    /// Wakes the writer so a requested reopen happens now, not at the next record.
+    Wake,
+}
+
 impl AuditLog {
-    /// Opens the target and starts the writer task. The task ends once every [`AuditLog`]
-    /// clone is dropped and the queue is written out. With a `redactor`, personal data is
-    /// replaced by keyed hashes before anything is written.
-    pub async fn start(
+    /// Opens the target and starts the writer thread. The writer stops once every
+    /// [`AuditLog`] clone is dropped and the queue is written out. With a `redactor`,
+    /// personal data is replaced by keyed hashes before anything is written.
+    ///
+    /// The writer is a thread of its own, not a task: file writes block, and a task would
+    /// hand every one of them to tokio's blocking pool and back, which costs more than the
+    /// write itself under load.
+    pub fn start(
         target: AuditTarget,
         redactor: Option<Redactor>,
-    ) -> std::io::Result<(AuditLog, JoinHandle<()>)> {
-        let output = Output::open(&target).await?;
+    ) -> std::io::Result<(AuditLog, WriterFinished)> {
+        let output = Output::open(&target)?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let reopen = Arc::new(Notify::new());
+        let reopen_requested = Arc::new(AtomicBool::new(false));
         let health = Arc::new(AuditHealth::default());
+        let (finished_sender, finished) = oneshot::channel();
         let writer = Writer {
             target,
             output,
             receiver,
-            reopen: reopen.clone(),
+            reopen_requested: reopen_requested.clone(),
             health: health.clone(),
             redactor,
         };
-        let task = tokio::spawn(writer.run());
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                writer.run();
+                let _ = finished_sender.send(());
+            })?;
         Ok((
             AuditLog {
                 sender,
-                reopen,
+                reopen_requested,
                 health,
             },
-            task,
+            finished,
         ))
     }
 
     /// Queues a record, waiting while the queue is full.
     pub async fn record(&self, record: AuditRecord) {
-        if let Err(error) = self.sender.send(record).await {
-            // Only possible if the writer task died; say so loudly with the record itself.
-            tracing::error!(call_id = %error.0.call_id, "audit writer is gone, record lost");
+        if let Err(error) = self.sender.send(Message::Record(Box::new(record))).await {
+            // Only possible if the writer died; say so loudly with the record itself.
+            if let Message::Record(record) = error.0 {
+                tracing::error!(
+                    call_id = %crate::screen::loggable(&record.call_id),
+                    "audit writer is gone, record lost"
+                );
+            }
         }
     }
 
-    /// Reopens the file on the next write: logrotate renamed it and sent SIGHUP.
+    /// Queues a record if the queue has room; hands it back when the queue is full.
+    pub fn try_record(&self, record: AuditRecord) -> Result<(), Box<AuditRecord>> {
+        match self.sender.try_send(Message::Record(Box::new(record))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Message::Record(record))) => Err(record),
+            Err(refused) => {
+                // Closed: only possible if the writer died.
+                if let Message::Record(record) = refused.into_inner() {
+                    tracing::error!(
+                        call_id = %crate::screen::loggable(&record.call_id),
+                        "audit writer is gone, record lost"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reopens the file before the next write: logrotate renamed it and sent SIGHUP.
     pub fn reopen(&self) {
-        self.reopen.notify_one();
+        self.reopen_requested.store(true, Ordering::Relaxed);
+        // A full queue means the writer is busy and sees the request before its next write.
+        let _ = self.sender.try_send(Message::Wake);
     }
 
     pub fn health(&self) -> &AuditHealth {
@@ -205,31 +250,34 @@ impl AuditLog {
 }
 
 enum Output {
-    Stdout(tokio::io::Stdout),
-    File(tokio::fs::File),
+    Stdout(std::io::Stdout),
+    File(std::fs::File),
 }
 
 impl Output {
-    async fn open(target: &AuditTarget) -> std::io::Result<Output> {
+    fn open(target: &AuditTarget) -> std::io::Result<Output> {
         match target {
-            AuditTarget::Stdout => Ok(Output::Stdout(tokio::io::stdout())),
+            AuditTarget::Stdout => Ok(Output::Stdout(std::io::stdout())),
             AuditTarget::File(path) => {
                 // The log holds personal data: readable by the service and its group only.
-                let file = tokio::fs::OpenOptions::new()
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .mode(0o640)
-                    .open(path)
-                    .await?;
+                    .open(path)?;
                 Ok(Output::File(file))
             }
         }
     }
 
-    fn writer(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Output::Stdout(stdout) => stdout,
-            Output::File(file) => file,
+            Output::Stdout(stdout) => {
+                let mut stdout = stdout.lock();
+                stdout.write_all(bytes)?;
+                stdout.flush()
+            }
+            Output::File(file) => file.write_all(bytes),
         }
     }
 }
@@ -237,59 +285,56 @@ impl Output {
 struct Writer {
     target: AuditTarget,
     output: Output,
-    receiver: mpsc::Receiver<AuditRecord>,
-    reopen: Arc<Notify>,
+    receiver: mpsc::Receiver<Message>,
+    reopen_requested: Arc<AtomicBool>,
     health: Arc<AuditHealth>,
     redactor: Option<Redactor>,
 }
 
-impl Writer {
-    async fn run(mut self) {
-        let mut buffer = Vec::with_capacity(64 * 1024);
-        loop {
-            let first = tokio::select! {
-                biased;
-                record = self.receiver.recv() => record,
-                () = self.reopen.notified() => {
-                    self.reopen_output().await;
-                    continue;
-                }
-            };
-            let Some(first) = first else { break };
+/// A batch is written once it holds this much, even if more records are queued.
+const BATCH_BYTES: usize = 256 * 1024;
 
-            // Write whatever else is already queued in the same write and flush once.
+impl Writer {
+    fn run(mut self) {
+        let mut buffer = Vec::with_capacity(64 * 1024);
+        while let Some(first) = self.receiver.blocking_recv() {
+            if self.reopen_requested.swap(false, Ordering::Relaxed) {
+                self.reopen_output();
+            }
+            // Write whatever else is already queued in the same write.
             let mut count = 0u64;
             let mut next = Some(first);
-            while let Some(mut record) = next {
-                if let Some(redactor) = &self.redactor {
-                    redactor.redact_record(&mut record);
+            while let Some(message) = next {
+                if let Message::Record(mut record) = message {
+                    if let Some(redactor) = &self.redactor {
+                        redactor.redact_record(&mut record);
+                    }
+                    serde_json::to_writer(&mut buffer, &record).expect("audit records serialise");
+                    buffer.push(b'\n');
+                    count += 1;
                 }
-                serde_json::to_writer(&mut buffer, &record).expect("audit records serialise");
-                buffer.push(b'\n');
-                count += 1;
-                next = if buffer.len() < 256 * 1024 {
+                next = if buffer.len() < BATCH_BYTES {
                     self.receiver.try_recv().ok()
                 } else {
                     None
                 };
             }
-            self.write(&buffer, count).await;
+            if count > 0 {
+                self.write(&buffer, count);
+            }
             buffer.clear();
         }
         tracing::debug!("audit writer finished");
     }
 
-    async fn write(&mut self, bytes: &[u8], count: u64) {
+    fn write(&mut self, bytes: &[u8], count: u64) {
         // Writes to a deleted file succeed and vanish: if the file was unlinked (its folder
         // removed, say), open a new one at the path first, or fail loudly if that is gone.
         if let Output::File(file) = &self.output
-            && file
-                .metadata()
-                .await
-                .is_ok_and(|metadata| metadata.nlink() == 0)
+            && file.metadata().is_ok_and(|metadata| metadata.nlink() == 0)
         {
             tracing::warn!("the audit file was deleted; opening a new one");
-            if !self.reopen_output().await {
+            if !self.reopen_output() {
                 self.health.failing.store(true, Ordering::Relaxed);
                 self.health.write_errors.fetch_add(count, Ordering::Relaxed);
                 tracing::error!(records = count, "audit records could not be written");
@@ -298,13 +343,7 @@ impl Writer {
         }
         // One retry after reopening covers a file removed or rotated under us.
         for attempt in 0..2 {
-            let writer = self.output.writer();
-            let result = async {
-                writer.write_all(bytes).await?;
-                writer.flush().await
-            }
-            .await;
-            match result {
+            match self.output.write_all(bytes) {
                 Ok(()) => {
                     self.health.written.fetch_add(count, Ordering::Relaxed);
                     if self.health.failing.swap(false, Ordering::Relaxed) {
@@ -314,7 +353,7 @@ impl Writer {
                 }
                 Err(error) if attempt == 0 => {
                     tracing::warn!(%error, "audit write failed, reopening");
-                    self.reopen_output().await;
+                    self.reopen_output();
                 }
                 Err(error) => {
                     self.health.failing.store(true, Ordering::Relaxed);
@@ -326,11 +365,11 @@ impl Writer {
     }
 
     /// Opens the audit file anew; false when that failed (logged, and shown in `/readyz`).
-    async fn reopen_output(&mut self) -> bool {
+    fn reopen_output(&mut self) -> bool {
         let AuditTarget::File(path) = &self.target else {
             return true;
         };
-        match Output::open(&self.target).await {
+        match Output::open(&self.target) {
             Ok(output) => {
                 self.output = output;
                 tracing::info!(path = %path.display(), "audit log reopened");
@@ -432,9 +471,7 @@ mod tests {
     async fn records_are_written_as_json_lines_and_survive_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()), None)
-            .await
-            .unwrap();
+        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()), None).unwrap();
         log.record(record("call-1")).await;
         // Wait for the first line, then rotate the file away as logrotate would.
         for _ in 0..100 {
@@ -468,9 +505,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let redactor = Redactor::new(Secret::new("0123456789abcdef".into()));
         let expected_name = redactor.hash("Anonymous");
-        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()), Some(redactor))
-            .await
-            .unwrap();
+        let (log, task) = AuditLog::start(AuditTarget::File(path.clone()), Some(redactor)).unwrap();
         let mut first = record("call-1");
         first.caller.id = Some("+15555550123".into());
         first.caller.phone = Some("+15555550123".into());
@@ -506,6 +541,29 @@ mod tests {
         // A different key gives different hashes.
         let other = Redactor::new(Secret::new("another-key-0123456".into()));
         assert_ne!(other.hash("Anonymous"), expected_name);
+    }
+
+    #[tokio::test]
+    async fn records_queued_without_waiting_are_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (log, finished) = AuditLog::start(AuditTarget::File(path.clone()), None).unwrap();
+        for n in 0..100 {
+            // A full queue hands the record back; it must then be sent the waiting way.
+            if let Err(record) = log.try_record(record(&format!("call-{n}"))) {
+                log.record(*record).await;
+            }
+        }
+        drop(log);
+        finished.await.unwrap();
+        let ids: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .map(|record| record["call_id"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: Vec<String> = (0..100).map(|n| format!("call-{n}")).collect();
+        assert_eq!(ids, expected);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use callscreen::authoring::{cases, explain, replay};
 use callscreen::config::{Config, Overrides};
@@ -153,7 +154,23 @@ pub enum Command {
     },
 }
 
-pub fn init_logging(format: LogFormat, default_level: &str) {
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogWriter {
+    /// Each line written to stderr as it is made: the CLI commands.
+    Direct,
+    /// Lines handed to a writer thread that writes whatever has piled up in one go: the
+    /// daemon, where a write per decision would cost more than the decision. Senders wait
+    /// when the thread falls behind; no line is dropped. Lines are flushed when the
+    /// returned guard is dropped.
+    Batched,
+}
+
+pub fn init_logging(
+    format: LogFormat,
+    default_level: &str,
+    writer: LogWriter,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     // An empty RUST_LOG (as `RUST_LOG= callscreen …` leaves it) counts as unset.
     let from_env = std::env::var("RUST_LOG")
         .ok()
@@ -162,14 +179,25 @@ pub fn init_logging(format: LogFormat, default_level: &str) {
         .and_then(|value| tracing_subscriber::EnvFilter::try_new(value).ok())
         .or_else(|| tracing_subscriber::EnvFilter::try_new(default_level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let (make_writer, guard) = match writer {
+        LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
+        LogWriter::Batched => {
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .thread_name("log-writer")
+                .finish(std::io::BufWriter::new(std::io::stderr()));
+            (BoxMakeWriter::new(writer), Some(guard))
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(make_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
@@ -186,12 +214,12 @@ pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
         };
         let config = Config::load(config.as_deref(), &overrides)?;
-        init_logging(args.log_format, &config.log_level);
+        let _log_guard = init_logging(args.log_format, &config.log_level, LogWriter::Batched);
         let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
         runtime.block_on(daemon::run(config))?;
         return Ok(ExitCode::SUCCESS);
     }
-    init_logging(args.log_format, "warn");
+    init_logging(args.log_format, "warn", LogWriter::Direct);
     match args.command {
         Command::Run { .. } => unreachable!("handled above"),
         Command::Check { rules, config } => check(rules, config.as_deref()),

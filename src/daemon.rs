@@ -57,9 +57,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let rules = Arc::new(ArcSwap::from_pointee(initial));
 
     let redactor = config.redact_key.clone().map(Redactor::new);
-    let (audit, audit_task) = AuditLog::start(config.audit.clone(), redactor)
-        .await
-        .with_context(|| match &config.audit {
+    let (audit, audit_task) =
+        AuditLog::start(config.audit.clone(), redactor).with_context(|| match &config.audit {
             AuditTarget::File(path) => format!("cannot open the audit log {}", path.display()),
             AuditTarget::Stdout => "cannot write the audit log to stdout".to_owned(),
         })?;

@@ -94,12 +94,6 @@ impl Screener {
         &self.audit
     }
 
-    /// Screens one invite received at `received`; returns once its audit record is queued.
-    pub async fn screen(&self, facts: Facts, received: Instant) -> Outcome {
-        let screening = self.decide(facts);
-        self.finish(screening, received, None).await
-    }
-
     /// Decides an invite now, without any I/O: evaluates the current rules and remembers
     /// the call, so a repeated notification is recognised and, in front of a bot, later
     /// notifications about a call taken away are not forwarded.
@@ -146,6 +140,85 @@ impl Screener {
         received: Instant,
         forwarded: Option<Forwarded>,
     ) -> Outcome {
+        let graph_result = match &self.enforcement {
+            Enforcement::Enforce(graph) if screening.calls_graph() => {
+                Some(self.call_graph(graph, &screening, received).await)
+            }
+            _ => None,
+        };
+        let (outcome, record) = self.conclude(screening, received, forwarded, graph_result);
+        self.audit.record(record).await;
+        outcome
+    }
+
+    /// [`Screener::finish`] for a decision that calls nothing (see
+    /// [`Screening::calls_graph`]), without waiting: the record is queued at once, or
+    /// handed back when the audit queue is full so the caller can wait for room elsewhere.
+    pub fn finish_at_once(
+        &self,
+        screening: Screening,
+        received: Instant,
+    ) -> Result<(), Box<AuditRecord>> {
+        debug_assert!(!screening.calls_graph());
+        let (_, record) = self.conclude(screening, received, None, None);
+        self.audit.try_record(record)
+    }
+
+    /// Sends the reject or redirect of `screening` to Graph.
+    async fn call_graph(
+        &self,
+        graph: &GraphClient,
+        screening: &Screening,
+        received: Instant,
+    ) -> Result<u16, GraphError> {
+        let decision = &screening.decision;
+        let call_id = &screening.facts.call_id;
+        let callback_uri = self.callback_uri(decision);
+        let deadline = received + self.answer_deadline;
+        if decision.action == Action::Redirect {
+            let redirect = decision
+                .redirect
+                .as_deref()
+                .expect("redirect rules have targets");
+            let masking = graph.accepts_masking();
+            if !masking && (redirect.mask_caller.is_some() || redirect.mask_callee.is_some()) {
+                tracing::warn!(
+                    rule = decision.rule.as_deref().unwrap_or("-"),
+                    "mask_caller/mask_callee left out: only Graph's beta endpoint takes them"
+                );
+            }
+            let body = RedirectBody::new(redirect, callback_uri, masking);
+            graph.redirect(call_id, &body, deadline).await
+        } else {
+            let body = RejectBody {
+                reason: decision.reason,
+                callback_uri,
+            };
+            graph.reject(call_id, &body, deadline).await
+        }
+    }
+
+    /// The callback URI a reject or redirect carries: the rule's, else the default.
+    fn callback_uri(&self, decision: &Decision) -> Option<String> {
+        match decision.action {
+            Action::Reject | Action::Redirect => decision
+                .callback_uri
+                .as_deref()
+                .map(str::to_owned)
+                .or_else(|| self.default_callback_uri.clone()),
+            Action::Allow | Action::Ignore => None,
+        }
+    }
+
+    /// Everything after the Graph request, none of it waiting: the outcome, metrics,
+    /// status, the decision's log line and its audit record.
+    fn conclude(
+        &self,
+        screening: Screening,
+        received: Instant,
+        forwarded: Option<Forwarded>,
+        graph_result: Option<Result<u16, GraphError>>,
+    ) -> (Outcome, AuditRecord) {
         let Screening {
             facts,
             decision,
@@ -153,14 +226,7 @@ impl Screener {
             mode,
             earlier,
         } = screening;
-        let callback_uri = match decision.action {
-            Action::Reject | Action::Redirect => decision
-                .callback_uri
-                .as_deref()
-                .map(str::to_owned)
-                .or_else(|| self.default_callback_uri.clone()),
-            Action::Allow | Action::Ignore => None,
-        };
+        let callback_uri = self.callback_uri(&decision);
 
         let mut graph_status = None;
         // Any kept invite forwarded to the bot (would_reject in dry-run too) records the
@@ -173,49 +239,24 @@ impl Screener {
             Some(Forwarded::Failed(reason)) => Some(reason.clone()),
             _ => None,
         };
-        let graph = match &self.enforcement {
-            Enforcement::Enforce(graph) if mode == "enforce" => Some(graph),
-            _ => None,
-        };
-        let outcome = match (earlier, decision.action, graph) {
+        let enforced = matches!(self.enforcement, Enforcement::Enforce(_)) && mode == "enforce";
+        let outcome = match (earlier, decision.action, graph_result) {
             (Some(_), _, _) => Outcome::Duplicate,
             (None, Action::Allow, _) => match forwarded {
                 None => Outcome::Allowed,
                 Some(Forwarded::Answered(_)) => Outcome::Forwarded,
                 Some(Forwarded::Failed(_)) => Outcome::Failed,
             },
-            (None, Action::Reject, Some(graph)) => {
-                let body = RejectBody {
-                    reason: decision.reason,
-                    callback_uri: callback_uri.clone(),
-                };
-                let result = graph
-                    .reject(&facts.call_id, &body, received + self.answer_deadline)
-                    .await;
+            (None, Action::Reject, Some(result)) => {
                 settle(result, Outcome::Rejected, &mut graph_status, &mut error)
             }
-            (None, Action::Redirect, Some(graph)) => {
-                let redirect = decision
-                    .redirect
-                    .as_deref()
-                    .expect("redirect rules have targets");
-                let masking = graph.accepts_masking();
-                if !masking && (redirect.mask_caller.is_some() || redirect.mask_callee.is_some()) {
-                    tracing::warn!(
-                        rule = decision.rule.as_deref().unwrap_or("-"),
-                        "mask_caller/mask_callee left out: only Graph's beta endpoint takes them"
-                    );
-                }
-                let body = RedirectBody::new(redirect, callback_uri.clone(), masking);
-                let result = graph
-                    .redirect(&facts.call_id, &body, received + self.answer_deadline)
-                    .await;
+            (None, Action::Redirect, Some(result)) => {
                 settle(result, Outcome::Redirected, &mut graph_status, &mut error)
             }
-            (None, Action::Ignore, Some(_)) => Outcome::Ignored,
+            (None, Action::Ignore, _) if enforced => Outcome::Ignored,
+            (None, Action::Ignore, _) => Outcome::WouldIgnore,
             (None, Action::Reject, None) => Outcome::WouldReject,
             (None, Action::Redirect, None) => Outcome::WouldRedirect,
-            (None, Action::Ignore, None) => Outcome::WouldIgnore,
         };
 
         let latency_ms = (received.elapsed().as_secs_f64() * 1e6).round() / 1e3;
@@ -275,8 +316,7 @@ impl Screener {
             call_chain_id: facts.call_chain_id.clone(),
             facts,
         };
-        self.audit.record(record).await;
-        outcome
+        (outcome, record)
     }
 }
 
@@ -324,9 +364,12 @@ impl Screening {
         }
     }
 
-    /// Whether carrying this decision out calls Graph (and so should not wait for the bot).
+    /// Whether carrying this decision out calls Graph: a first reject or redirect by an
+    /// enforced rule.
     pub fn calls_graph(&self) -> bool {
-        self.earlier.is_none() && self.mode == "enforce" && self.decision.action != Action::Allow
+        self.earlier.is_none()
+            && self.mode == "enforce"
+            && matches!(self.decision.action, Action::Reject | Action::Redirect)
     }
 }
 

@@ -210,7 +210,7 @@ impl Server {
             "rules_version": rules.version(),
             "rules": rules.len(),
             "audit_ok": audit_ok,
-                        "graph_token": graph_ok,
+            "graph_token": graph_ok,
             "upstream": self.upstream.as_ref().map(|upstream| upstream.display_url()),
             "upstream_reachable": self.upstream.as_ref().map(|upstream| upstream.is_reachable()),
             "inbound_auth": if self.auth.is_some() { "jwt" } else { "off" },
@@ -349,12 +349,21 @@ impl Server {
         }
         for facts in parsed.invites {
             self.screener.metrics().invite_received();
-            let screener = self.screener.clone();
-            self.tracker.spawn(async move {
-                screener.screen(facts, received).await;
-            });
+            let screening = self.screener.decide(facts);
+            // A decision that calls nothing is finished here, before the answer; one that
+            // calls Graph is finished by a tracked task, after it.
+            if screening.calls_graph() {
+                let screener = self.screener.clone();
+                self.tracker.spawn(async move {
+                    screener.finish(screening, received, None).await;
+                });
+            } else if let Err(record) = self.screener.finish_at_once(screening, received) {
+                let audit = self.screener.audit().clone();
+                self.tracker
+                    .spawn(async move { audit.record(*record).await });
+            }
         }
-        json(StatusCode::ACCEPTED, r#"{"accepted":true}"#)
+        accepted()
     }
 
     /// Gateway mode: decides every invite at once, starts the Graph requests for the calls
@@ -396,7 +405,7 @@ impl Server {
 
         let kept_count = kept.iter().filter(|kept| **kept).count();
         if kept_count == 0 {
-            return json(StatusCode::ACCEPTED, r#"{"accepted":true}"#);
+            return accepted();
         }
         let body = if kept_count == kept.len() {
             request.body
@@ -481,6 +490,16 @@ fn json(status: StatusCode, body: &str) -> HttpResponse {
         .header(CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("static response")
+}
+
+/// The answer to a notification taken in; the hot path, so built from static parts.
+fn accepted() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(br#"{"accepted":true}"#)));
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Error bodies say what was wrong with the request, never anything internal.
