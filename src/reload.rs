@@ -179,22 +179,25 @@ pub async fn reload(
     observers: Observers<'_>,
 ) -> ReloadOutcome {
     let dir_owned: PathBuf = dir.to_owned();
-    let compiled = tokio::task::spawn_blocking(move || rules::load_dir(&dir_owned))
-        .await
-        .unwrap_or_else(|panic| {
-            Err(vec![Diagnostic {
-                path: dir.to_owned(),
-                line: 0,
-                col: 0,
-                message: format!("rule compiler failed: {panic}"),
-            }])
-        });
     let old_version = current.load().version().to_owned();
+    let current_version = old_version.clone();
+    let compiled = tokio::task::spawn_blocking(move || {
+        rules::load_dir_if_changed(&dir_owned, &current_version)
+    })
+    .await
+    .unwrap_or_else(|panic| {
+        Err(vec![Diagnostic {
+            path: dir.to_owned(),
+            line: 0,
+            col: 0,
+            message: format!("rule compiler failed: {panic}"),
+        }])
+    });
     let outcome = match compiled {
-        Ok(new_set) if new_set.version() == old_version => ReloadOutcome::Unchanged {
+        Ok(None) => ReloadOutcome::Unchanged {
             version: old_version,
         },
-        Ok(new_set) => {
+        Ok(Some(new_set)) => {
             // Unchanged rate conditions keep counting where the old set left off.
             let previous = current.load_full();
             new_set.inherit_state(&previous);

@@ -213,6 +213,24 @@ fn parse<'s>(file: &mut FileCx<'_>, text: &'s str) -> Option<Spanned<DeTable<'s>
 /// diagnostic without a position; an empty folder gives an empty rule set, which allows
 /// every call.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
+    let (sources, diagnostics) = read_dir_sources(dir)?;
+    compile_read(sources, diagnostics)
+}
+
+/// [`load_dir`] for a reload: `Ok(None)` when the folder's files are exactly those of the
+/// rule set with version `current`, which is then kept without compiling anything. A
+/// no-op reload (logrotate's daily SIGHUP, an editor saving unchanged text) would otherwise
+/// hold two copies of a large rule set at once for nothing.
+pub fn load_dir_if_changed(dir: &Path, current: &str) -> Result<Option<RuleSet>, Vec<Diagnostic>> {
+    let (sources, diagnostics) = read_dir_sources(dir)?;
+    if diagnostics.is_empty() && version_of(&sources) == current {
+        return Ok(None);
+    }
+    compile_read(sources, diagnostics).map(Some)
+}
+
+/// The rule and list files of `dir`, read, with a diagnostic for each that could not be.
+fn read_dir_sources(dir: &Path) -> Result<(Vec<Source>, Vec<Diagnostic>), Vec<Diagnostic>> {
     let entries = fs::read_dir(dir).map_err(|err| {
         let message = format!("cannot read rules folder: {}", io_message(&err));
         vec![Diagnostic::without_position(dir, message)]
@@ -250,6 +268,14 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
         }
     }
 
+    Ok((sources, diagnostics))
+}
+
+/// Compiles what [`read_dir_sources`] read; fails with its diagnostics too.
+fn compile_read(
+    sources: Vec<Source>,
+    mut diagnostics: Vec<Diagnostic>,
+) -> Result<RuleSet, Vec<Diagnostic>> {
     match compile_unindexed(sources.into_iter().map(Cow::Owned).collect()) {
         Ok(mut set) if diagnostics.is_empty() => {
             set.index = Index::build(&set.rules);

@@ -116,7 +116,7 @@ pub struct Source {
     pub text: String,
 }
 
-pub use compile::{compile, load_dir};
+pub use compile::{compile, load_dir, load_dir_if_changed};
 pub(crate) use compile::{describe, entries};
 pub use matcher::RuleSet;
 

@@ -248,6 +248,26 @@ fn list_files_count_in_the_version_and_load_with_the_folder() {
     assert_eq!(second.diff(&first).changed, ["r"]);
 }
 
+#[test]
+fn a_reload_of_unchanged_files_compiles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("10-a.toml"), rule("caller.id = \"alice\"")).unwrap();
+    let current = load_dir(dir.path()).unwrap();
+    let unchanged = load_dir_if_changed(dir.path(), current.version()).unwrap();
+    assert!(unchanged.is_none());
+
+    std::fs::write(dir.path().join("20-b.list"), "bob\n").unwrap();
+    let changed = load_dir_if_changed(dir.path(), current.version())
+        .unwrap()
+        .expect("a new file is a change");
+    assert_ne!(changed.version(), current.version());
+    assert_eq!(changed.version(), load_dir(dir.path()).unwrap().version());
+
+    // A broken file is reported, never mistaken for "unchanged".
+    std::fs::write(dir.path().join("30-c.toml"), "[[rule]\n").unwrap();
+    assert!(load_dir_if_changed(dir.path(), changed.version()).is_err());
+}
+
 // === time windows ===
 
 fn berlin_window(extra: &str) -> RuleSet {
