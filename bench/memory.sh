@@ -88,7 +88,7 @@ TOML
     # Every invite a new call id: the daemon remembers up to 100,000 recent calls.
     if command -v wrk >/dev/null 2>&1; then
         wrk -t 1 -c 16 -d 4s -s "$work/invite.lua" "http://127.0.0.1:$PORT/api/calls" \
-            >/dev/null
+            >"$dir/wrk.log" || echo "wrk failed, see $dir/wrk.log" >&2
     else
         for n in $(seq 1 500); do
             sed "s/$call_id/$call_id-$n/g" "$invite" |

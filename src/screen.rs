@@ -2,6 +2,7 @@
 //! record it), and write the audit record. This is the part of the pipeline after parsing.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -400,9 +401,15 @@ pub enum Fate {
 }
 
 /// Call ids already screened, bounded in size and age.
+///
+/// Calls are remembered by a keyed 64-bit hash of their id, not the id itself: a full
+/// memory holds 100,000 calls, and their ids would take about three times the space. The
+/// key is random per process, so ids cannot be crafted to collide; two real calls among
+/// 100,000 share a hash with a chance of about one in four billion.
 struct RecentCalls {
-    seen: HashMap<String, (std::time::Instant, Fate)>,
-    order: VecDeque<(String, std::time::Instant)>,
+    hasher: std::hash::RandomState,
+    seen: HashMap<u64, (std::time::Instant, Fate)>,
+    order: VecDeque<(u64, std::time::Instant)>,
     capacity: usize,
     ttl: Duration,
 }
@@ -410,6 +417,7 @@ struct RecentCalls {
 impl RecentCalls {
     fn new(capacity: usize, ttl: Duration) -> RecentCalls {
         RecentCalls {
+            hasher: std::hash::RandomState::new(),
             seen: HashMap::new(),
             order: VecDeque::new(),
             capacity,
@@ -417,20 +425,25 @@ impl RecentCalls {
         }
     }
 
+    fn key(&self, call_id: &str) -> u64 {
+        self.hasher.hash_one(call_id)
+    }
+
     /// Remembers `call_id` with `fate` unless it is already known; returns the fate it
     /// had when it was seen before.
     fn remember(&mut self, call_id: &str, fate: Fate, now: std::time::Instant) -> Option<Fate> {
         self.forget_old(now);
-        if let Some((_, earlier)) = self.seen.get(call_id) {
+        let key = self.key(call_id);
+        if let Some((_, earlier)) = self.seen.get(&key) {
             return Some(*earlier);
         }
-        self.seen.insert(call_id.to_owned(), (now, fate));
-        self.order.push_back((call_id.to_owned(), now));
+        self.seen.insert(key, (now, fate));
+        self.order.push_back((key, now));
         None
     }
 
     fn fate(&self, call_id: &str, now: std::time::Instant) -> Option<Fate> {
-        let (at, fate) = self.seen.get(call_id)?;
+        let (at, fate) = self.seen.get(&self.key(call_id))?;
         (now.duration_since(*at) < self.ttl).then_some(*fate)
     }
 
