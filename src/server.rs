@@ -1,5 +1,8 @@
-//! The HTTP front: accepts Graph's notification POSTs, answers at once, and screens the
-//! invites in the background; plus `/healthz` and `/readyz`.
+//! The HTTP front: accepts Graph's notification POSTs and screens their invites. An invite
+//! whose decision calls nothing (dry-run, allow, audit mode, a repeat) is decided and
+//! recorded before the answer, which takes microseconds; one that Graph must reject or
+//! redirect is answered at once and carried out by a tracked task. Plus `/healthz`,
+//! `/readyz`, `/metrics` and `/status`.
 
 use std::convert::Infallible;
 use std::future::Future;
