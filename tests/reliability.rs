@@ -338,3 +338,69 @@ fn logrotate_by_rename_or_copytruncate_loses_no_record() {
         "no hole of zero bytes after copytruncate"
     );
 }
+
+#[test]
+fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
+    // Audit records go to stdout, which nobody reads at first: the pipe fills, then the
+    // writer's queue (4,096 records), and further invites wait for room after their answer.
+    const BATCHES: usize = 50;
+    const PER_BATCH: usize = 100;
+    let setup = setup("[audit]\npath = \"-\"\n");
+    let addr = free_addr();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callscreen"))
+        .args([
+            "run",
+            "--config",
+            setup.config.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .current_dir(&setup.dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start callscreen");
+    let url = format!("http://{addr}/api/calls");
+    wait_for(Duration::from_secs(20), || {
+        http_client()
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .ok()
+    })
+    .expect("daemon listens");
+
+    let invite: Value = serde_json::from_str(&anonymous_call("ID")).unwrap();
+    let template = serde_json::to_string(&invite["value"][0]).unwrap();
+    for batch in 0..BATCHES {
+        let elements: Vec<String> = (0..PER_BATCH)
+            .map(|n| {
+                let id = format!("call-{batch}-{n}");
+                template
+                    .replace("\"ID\"", &format!("\"{id}\""))
+                    .replace("/ID\"", &format!("/{id}\""))
+            })
+            .collect();
+        let body = format!("{{\"value\":[{}]}}", elements.join(","));
+        assert_eq!(post_json(&url, &body).0, 202, "batch {batch}");
+    }
+    // Then stop the daemon while records still wait, and only now read what it wrote.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut audit = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut audit).unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let mut ids: Vec<String> = audit
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a whole JSON record"))
+        .map(|record| record["call_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), BATCHES * PER_BATCH);
+    assert_eq!(audit.lines().count(), BATCHES * PER_BATCH);
+}
