@@ -194,9 +194,12 @@ pub async fn reload(
         }])
     });
     let outcome = match compiled {
-        Ok(None) => ReloadOutcome::Unchanged {
-            version: old_version,
-        },
+        Ok(None) => {
+            observers.status.reload_unchanged();
+            ReloadOutcome::Unchanged {
+                version: old_version,
+            }
+        }
         Ok(Some(new_set)) => {
             // Unchanged rate conditions keep counting where the old set left off.
             let previous = current.load_full();

@@ -207,6 +207,11 @@ impl Status {
         inner.last_reload_error = None;
     }
 
+    /// A reload found the files of the set in force: an earlier failure was undone.
+    pub fn reload_unchanged(&self) {
+        self.lock().last_reload_error = None;
+    }
+
     pub fn reload_failed(&self, message: String) {
         let at = jiff::Timestamp::now().to_string();
         self.lock().last_reload_error = Some(ReloadError { at, message });

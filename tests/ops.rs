@@ -244,6 +244,20 @@ fn status_reports_rules_hits_shadow_evidence_and_reload_errors() {
     let columns: Vec<&str> = shadow_line.split_whitespace().collect();
     assert_eq!(&columns[1..4], ["0", "2", "1"], "{shadow_line}");
 
+    // Undoing the broken edit leaves the rules unchanged and the error behind.
+    std::fs::remove_file(setup.dir.join("rules/60-broken.toml")).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        let status: Value = http_client()
+            .get(daemon.url("/status"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        status["last_reload_error"].is_null().then_some(())
+    })
+    .expect("the reload error is cleared");
+    assert!(daemon.stderr.text().contains("rules unchanged"));
+
     let unreachable = Command::new(env!("CARGO_BIN_EXE_callscreen"))
         .args(["status", "--url", "http://127.0.0.1:9"])
         .output()

@@ -316,16 +316,21 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
-/// The first 12 hex digits of SHA-256 over each source's file name, a NUL and its text.
+/// The first 12 hex digits of SHA-256 over each source's file name, a NUL, the length of
+/// its text (8 bytes, little-endian) and its text.
 ///
 /// Only the file name counts, not the folder, so the same rules deployed at different
-/// paths share a version. TOML text cannot contain NUL, so the encoding is unambiguous.
+/// paths share a version.
 pub(crate) fn version_of<'a>(sources: impl IntoIterator<Item = &'a Source>) -> String {
     let mut hasher = Sha256::new();
     for source in sources {
         let name = source.path.file_name().unwrap_or(source.path.as_os_str());
+        // A file name holds no NUL, so the NUL ends it; the text's length ends the text.
+        // Without it, the end of one file's text and the start of the next file's name
+        // could trade bytes and give two different folders one version.
         hasher.update(name.to_string_lossy().as_bytes());
         hasher.update([0]);
+        hasher.update((source.text.len() as u64).to_le_bytes());
         hasher.update(source.text.as_bytes());
     }
     let mut version = hex::encode(hasher.finalize());

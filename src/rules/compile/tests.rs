@@ -687,11 +687,18 @@ fn load_dir_follows_symlinks_and_reports_dangling_ones() {
 #[test]
 fn version_is_a_fixed_hash_of_names_and_texts() {
     let set = compile(&[source("rules/a.toml", RULE)]).unwrap();
-    // sha256(b"a.toml\0" + RULE), computed independently.
-    assert_eq!(set.version(), "9dc3faf3f1c4");
+    // sha256(b"a.toml\0" + len(RULE) as u64 little-endian + RULE), computed independently.
+    assert_eq!(set.version(), "331497a2a67f");
     // The folder is not part of it.
     let elsewhere = compile(&[source("/etc/callscreen/rules/a.toml", RULE)]).unwrap();
     assert_eq!(elsewhere.version(), set.version());
+}
+
+#[test]
+fn bytes_moved_between_a_text_and_the_next_name_change_the_version() {
+    let before = compile(&[source("a.list", "alice\nbo"), source("bb.toml", RULE)]).unwrap();
+    let after = compile(&[source("a.list", "alice\nbob"), source("b.toml", RULE)]).unwrap();
+    assert_ne!(before.version(), after.version());
 }
 
 #[test]
