@@ -389,17 +389,19 @@ impl Writer {
 /// records stay joinable; without the key the values cannot be recovered by guessing.
 #[derive(Clone)]
 pub struct Redactor {
-    key: Secret,
+    /// Keyed once: setting up the key costs as much as hashing a short value.
+    keyed: Hmac<Sha256>,
 }
 
 impl Redactor {
     pub fn new(key: Secret) -> Redactor {
-        Redactor { key }
+        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        Redactor { keyed }
     }
 
     pub fn hash(&self, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose().as_bytes())
-            .expect("HMAC takes keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
         format!("h:{}", &hex::encode(digest)[..16])

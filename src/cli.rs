@@ -160,17 +160,30 @@ pub enum LogWriter {
     /// Each line written to stderr as it is made: the CLI commands.
     Direct,
     /// Lines handed to a writer thread that writes whatever has piled up in one go: the
-    /// daemon, where a write per decision would cost more than the decision. Senders wait
-    /// when the thread falls behind; no line is dropped. Lines are flushed when the
-    /// returned guard is dropped.
+    /// daemon, where a write per decision would cost more than the decision.
+    ///
+    /// When whatever reads stderr falls behind by [`LOG_LINES_QUEUED`] lines, new lines are
+    /// dropped and counted (`callscreen_log_lines_dropped_total`): screening calls never
+    /// waits on a log reader. The audit log is the record of decisions and drops nothing.
     Batched,
+}
+
+/// Log lines the writer thread may hold; also bounds what is left to write at exit, which
+/// the writer gets about a second for.
+const LOG_LINES_QUEUED: usize = 8192;
+
+/// What the batched writer leaves to its caller: flushes the queue when dropped, and
+/// counts dropped lines.
+pub struct LogWriterHandle {
+    _guard: tracing_appender::non_blocking::WorkerGuard,
+    pub dropped: tracing_appender::non_blocking::ErrorCounter,
 }
 
 pub fn init_logging(
     format: LogFormat,
     default_level: &str,
     writer: LogWriter,
-) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+) -> Option<LogWriterHandle> {
     // An empty RUST_LOG (as `RUST_LOG= callscreen …` leaves it) counts as unset.
     let from_env = std::env::var("RUST_LOG")
         .ok()
@@ -179,14 +192,19 @@ pub fn init_logging(
         .and_then(|value| tracing_subscriber::EnvFilter::try_new(value).ok())
         .or_else(|| tracing_subscriber::EnvFilter::try_new(default_level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let (make_writer, guard) = match writer {
+    let (make_writer, handle) = match writer {
         LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
         LogWriter::Batched => {
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
+                .lossy(true)
+                .buffered_lines_limit(LOG_LINES_QUEUED)
                 .thread_name("log-writer")
                 .finish(std::io::BufWriter::new(std::io::stderr()));
-            (BoxMakeWriter::new(writer), Some(guard))
+            let handle = LogWriterHandle {
+                _guard: guard,
+                dropped: writer.error_counter(),
+            };
+            (BoxMakeWriter::new(writer), Some(handle))
         }
     };
     let builder = tracing_subscriber::fmt()
@@ -197,7 +215,7 @@ pub fn init_logging(
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-    guard
+    handle
 }
 
 pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
@@ -214,9 +232,10 @@ pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
         };
         let config = Config::load(config.as_deref(), &overrides)?;
-        let _log_guard = init_logging(args.log_format, &config.log_level, LogWriter::Batched);
+        let log_writer = init_logging(args.log_format, &config.log_level, LogWriter::Batched);
+        let log_drops = log_writer.as_ref().map(|writer| writer.dropped.clone());
         let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-        runtime.block_on(daemon::run(config))?;
+        runtime.block_on(daemon::run(config, log_drops))?;
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(args.log_format, "warn", LogWriter::Direct);

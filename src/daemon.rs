@@ -26,11 +26,19 @@ use crate::status::Status;
 
 /// Extra time, beyond the answer deadline, that shutdown waits for screenings to finish.
 const DRAIN_SLACK: Duration = Duration::from_secs(2);
+/// How long the audit writer gets at exit to write what is queued (at most 4,096 records:
+/// well under a second to a file, longer to a slow reader of stdout).
+const AUDIT_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// How often the rules path is checked for having been replaced by another folder.
 const FOLDER_CHECK: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT. `log_drops` counts the log lines the log
+/// writer had to drop, for `/metrics`; `None` when logs are written directly.
+pub async fn run(
+    config: Config,
+    log_drops: Option<tracing_appender::non_blocking::ErrorCounter>,
+) -> anyhow::Result<()> {
     let initial = match rules::load_dir(&config.rules) {
         Ok(rule_set) => rule_set,
         Err(diagnostics) => {
@@ -163,6 +171,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tls,
         read_timeout: config.read_timeout,
         upstream,
+        log_drops,
     });
     let (stop_sender, stop_receiver) = oneshot::channel::<()>();
     let drain = config.answer_deadline + DRAIN_SLACK;
@@ -250,8 +259,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The writer ends when the last sender is gone; screenings that outlived the drain
     // still hold one, so the wait is bounded.
     drop(audit);
-    if tokio::time::timeout(DRAIN_SLACK, audit_task).await.is_err() {
-        tracing::warn!("audit writer did not finish in time");
+    if tokio::time::timeout(AUDIT_FLUSH_LIMIT, audit_task)
+        .await
+        .is_err()
+    {
+        bail!("the audit writer did not finish in time: queued records were not written");
     }
     tracing::info!("stopped");
     Ok(())

@@ -67,6 +67,7 @@ pub struct Metrics {
     inbound_auth_failures: Family<ReasonLabels, Counter>,
     audit_records: Counter,
     audit_records_lost: Counter,
+    log_lines_dropped: Counter,
     /// Rule names that already own a label; guarded so the limit holds under concurrency.
     labelled_rules: Mutex<HashSet<String>>,
     current_version: Mutex<Option<String>>,
@@ -96,6 +97,7 @@ impl Metrics {
             inbound_auth_failures: Family::default(),
             audit_records: Counter::default(),
             audit_records_lost: Counter::default(),
+            log_lines_dropped: Counter::default(),
             labelled_rules: Mutex::new(HashSet::new()),
             current_version: Mutex::new(None),
             registry: Registry::default(),
@@ -169,6 +171,11 @@ impl Metrics {
             "audit_records_lost",
             "Audit records that could not be written (each loss is also logged)",
             metrics.audit_records_lost.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not read fast enough (audit records never are)",
+            metrics.log_lines_dropped.clone(),
         );
         Metrics {
             registry,
@@ -280,6 +287,12 @@ impl Metrics {
             .inc_by(written.saturating_sub(self.audit_records.get()));
         self.audit_records_lost
             .inc_by(lost.saturating_sub(self.audit_records_lost.get()));
+    }
+
+    /// Brings the dropped-log-lines counter up to the log writer's own tally.
+    pub fn sync_log_drops(&self, dropped: u64) {
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
     }
 
     pub fn auth_failed(&self, reason: &'static str) {

@@ -46,6 +46,8 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// Gateway mode: the bot that kept notifications are forwarded to.
     pub upstream: Option<Arc<Upstream>>,
+    /// The log writer's count of lines it dropped, for `/metrics`.
+    pub log_drops: Option<tracing_appender::non_blocking::ErrorCounter>,
     /// A client gets this long for the TLS handshake, again for its request headers, and
     /// again for its body; a slow client only ever holds its own connection.
     pub read_timeout: Duration,
@@ -168,6 +170,9 @@ impl Server {
                 let health = self.screener.audit().health();
                 let metrics = self.screener.metrics();
                 metrics.sync_audit(health.written(), health.write_errors());
+                if let Some(drops) = &self.log_drops {
+                    metrics.sync_log_drops(drops.dropped_lines() as u64);
+                }
                 Response::builder()
                     .status(StatusCode::OK)
                     .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
@@ -361,9 +366,13 @@ impl Server {
                     screener.finish(screening, received, None).await;
                 });
             } else if let Err(record) = self.screener.finish_at_once(screening, received) {
+                // The audit queue is full: the answer waits for room (backpressure on
+                // Graph), in a tracked task so that a client hanging up loses no record.
                 let audit = self.screener.audit().clone();
-                self.tracker
+                let queued = self
+                    .tracker
                     .spawn(async move { audit.record(*record).await });
+                let _ = queued.await;
             }
         }
         accepted()

@@ -339,15 +339,25 @@ fn logrotate_by_rename_or_copytruncate_loses_no_record() {
     );
 }
 
-#[test]
-fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
-    // Audit records go to stdout, which nobody reads at first: the pipe fills, then the
-    // writer's queue (4,096 records), and further invites wait for room after their answer.
-    const BATCHES: usize = 50;
-    const PER_BATCH: usize = 100;
-    let setup = setup("[audit]\npath = \"-\"\n");
+/// A batch of `count` anonymous invites, call ids `{prefix}-0` and up.
+fn anonymous_batch(prefix: &str, count: usize) -> String {
+    let invite: Value = serde_json::from_str(&anonymous_call("ID")).unwrap();
+    let template = serde_json::to_string(&invite["value"][0]).unwrap();
+    let elements: Vec<String> = (0..count)
+        .map(|n| {
+            let id = format!("{prefix}-{n}");
+            template
+                .replace("\"ID\"", &format!("\"{id}\""))
+                .replace("/ID\"", &format!("/{id}\""))
+        })
+        .collect();
+    format!("{{\"value\":[{}]}}", elements.join(","))
+}
+
+/// Starts the daemon with its stdout and stderr as pipes that nobody reads yet.
+fn start_unread(setup: &Workspace, log_level: &str) -> (std::process::Child, String) {
     let addr = free_addr();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callscreen"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_callscreen"))
         .args([
             "run",
             "--config",
@@ -356,12 +366,11 @@ fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
             &addr,
         ])
         .current_dir(&setup.dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log_level)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start callscreen");
-    let url = format!("http://{addr}/api/calls");
     wait_for(Duration::from_secs(20), || {
         http_client()
             .get(format!("http://{addr}/healthz"))
@@ -369,22 +378,36 @@ fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
             .ok()
     })
     .expect("daemon listens");
+    (child, addr)
+}
 
-    let invite: Value = serde_json::from_str(&anonymous_call("ID")).unwrap();
-    let template = serde_json::to_string(&invite["value"][0]).unwrap();
-    for batch in 0..BATCHES {
-        let elements: Vec<String> = (0..PER_BATCH)
-            .map(|n| {
-                let id = format!("call-{batch}-{n}");
-                template
-                    .replace("\"ID\"", &format!("\"{id}\""))
-                    .replace("/ID\"", &format!("/{id}\""))
+#[test]
+fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
+    // Audit records go to stdout, which nobody reads at first: the pipe fills, then the
+    // writer's queue (4,096 records), and then the answers wait for room.
+    const BATCHES: usize = 50;
+    const PER_BATCH: usize = 100;
+    let setup = setup("[audit]\npath = \"-\"\n");
+    let (mut child, addr) = start_unread(&setup, "warn");
+    let url = format!("http://{addr}/api/calls");
+    // Posted from another thread: once the queue is full the answers wait for room. The
+    // thread counts the batches accepted before the daemon stopped taking them.
+    let poster = std::thread::spawn(move || {
+        let client = http_client();
+        (0..BATCHES)
+            .take_while(|batch| {
+                let body = anonymous_batch(&format!("call-{batch}"), PER_BATCH);
+                client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .is_ok_and(|response| response.status().as_u16() == 202)
             })
-            .collect();
-        let body = format!("{{\"value\":[{}]}}", elements.join(","));
-        assert_eq!(post_json(&url, &body).0, 202, "batch {batch}");
-    }
-    // Then stop the daemon while records still wait, and only now read what it wrote.
+            .count()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // Stop the daemon while records still wait, and only now read what it wrote.
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -393,14 +416,58 @@ fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
     let mut audit = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut audit).unwrap();
     assert!(child.wait().unwrap().success());
+    let accepted_batches = poster.join().unwrap();
+    let accepted = accepted_batches * PER_BATCH;
 
     let mut ids: Vec<String> = audit
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).expect("a whole JSON record"))
         .map(|record| record["call_id"].as_str().unwrap().to_owned())
         .collect();
+    assert!(
+        ids.len() > 4096 + 100,
+        "the queue was filled: {}",
+        ids.len()
+    );
+    assert_eq!(ids.len() % PER_BATCH, 0, "whole batches only");
+    assert_eq!(ids.len(), accepted);
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), BATCHES * PER_BATCH);
-    assert_eq!(audit.lines().count(), BATCHES * PER_BATCH);
+    assert_eq!(ids.len(), accepted, "no record twice");
+}
+
+#[test]
+fn a_stalled_log_reader_costs_log_lines_not_calls() {
+    // Nobody reads stderr: the pipe and the log queue fill, and lines are dropped and
+    // counted while invites are still screened and audited.
+    const BATCHES: usize = 100;
+    const PER_BATCH: usize = 100;
+    let setup = setup("");
+    let (mut child, addr) = start_unread(&setup, "debug");
+    let url = format!("http://{addr}/api/calls");
+    for batch in 0..BATCHES {
+        let body = anonymous_batch(&format!("logged-{batch}"), PER_BATCH);
+        assert_eq!(post_json(&url, &body).0, 202, "batch {batch}");
+    }
+    wait_audit(&setup.audit, BATCHES * PER_BATCH);
+    let metrics = http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("callscreen_log_lines_dropped_total "))
+        .expect("the counter is exported")
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "{metrics}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = wait_for(Duration::from_secs(15), || child.try_wait().unwrap());
+    assert!(exited.expect("stops with stderr still unread").success());
 }
