@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
+use callscreen::log_writer::BatchedStderr;
+
 use callscreen::authoring::{cases, explain, replay};
 use callscreen::config::{Config, Overrides};
 use callscreen::facts::Facts;
@@ -159,31 +161,20 @@ pub enum Command {
 pub enum LogWriter {
     /// Each line written to stderr as it is made: the CLI commands.
     Direct,
-    /// Lines handed to a writer thread that writes whatever has piled up in one go: the
-    /// daemon, where a write per decision would cost more than the decision.
-    ///
-    /// When whatever reads stderr falls behind by [`LOG_LINES_QUEUED`] lines, new lines are
-    /// dropped and counted (`callscreen_log_lines_dropped_total`): screening calls never
-    /// waits on a log reader. The audit log is the record of decisions and drops nothing.
+    /// Through [`BatchedStderr`]'s writer thread: the daemon, where a write per decision
+    /// would cost more than the decision, and where screening must never wait on whoever
+    /// reads stderr.
     Batched,
 }
 
-/// Log lines the writer thread may hold; also bounds what is left to write at exit, which
-/// the writer gets about a second for.
-const LOG_LINES_QUEUED: usize = 8192;
-
-/// What the batched writer leaves to its caller: flushes the queue when dropped, and
-/// counts dropped lines.
-pub struct LogWriterHandle {
-    _guard: tracing_appender::non_blocking::WorkerGuard,
-    pub dropped: tracing_appender::non_blocking::ErrorCounter,
-}
+/// How long the daemon's last log lines get to reach stderr at exit.
+const LOG_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn init_logging(
     format: LogFormat,
     default_level: &str,
     writer: LogWriter,
-) -> Option<LogWriterHandle> {
+) -> Option<BatchedStderr> {
     // An empty RUST_LOG (as `RUST_LOG= callscreen …` leaves it) counts as unset.
     let from_env = std::env::var("RUST_LOG")
         .ok()
@@ -192,20 +183,14 @@ pub fn init_logging(
         .and_then(|value| tracing_subscriber::EnvFilter::try_new(value).ok())
         .or_else(|| tracing_subscriber::EnvFilter::try_new(default_level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let (make_writer, handle) = match writer {
-        LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
-        LogWriter::Batched => {
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(true)
-                .buffered_lines_limit(LOG_LINES_QUEUED)
-                .thread_name("log-writer")
-                .finish(std::io::BufWriter::new(std::io::stderr()));
-            let handle = LogWriterHandle {
-                _guard: guard,
-                dropped: writer.error_counter(),
-            };
-            (BoxMakeWriter::new(writer), Some(handle))
-        }
+    // A writer thread that cannot start leaves the daemon logging directly.
+    let batched = match writer {
+        LogWriter::Direct => None,
+        LogWriter::Batched => BatchedStderr::start().ok(),
+    };
+    let make_writer = match &batched {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(batched) => BoxMakeWriter::new(batched.clone()),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -215,7 +200,7 @@ pub fn init_logging(
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-    handle
+    batched
 }
 
 pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
@@ -233,10 +218,21 @@ pub fn dispatch(args: Cli) -> anyhow::Result<ExitCode> {
         };
         let config = Config::load(config.as_deref(), &overrides)?;
         let log_writer = init_logging(args.log_format, &config.log_level, LogWriter::Batched);
-        let log_drops = log_writer.as_ref().map(|writer| writer.dropped.clone());
+        let log_drops = log_writer.as_ref().map(BatchedStderr::dropped);
         let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-        runtime.block_on(daemon::run(config, log_drops))?;
-        return Ok(ExitCode::SUCCESS);
+        let result = runtime.block_on(daemon::run(config, log_drops));
+        // The failure goes through the log writer, not `eprintln!`: with stderr stalled,
+        // its writer thread holds the stderr lock, and a direct write would never return.
+        if let Err(error) = &result {
+            tracing::error!("{error:#}");
+        }
+        if let Some(writer) = &log_writer {
+            writer.drain(LOG_DRAIN_LIMIT);
+        }
+        return Ok(match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        });
     }
     init_logging(args.log_format, "warn", LogWriter::Direct);
     match args.command {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditLog, Redactor};
@@ -16,12 +16,13 @@ use crate::config::{AuditTarget, Config, InboundAuth, Mode};
 use crate::gateway::Upstream;
 use crate::graph::GraphClient;
 use crate::inbound::JwtVerifier;
+use crate::log_writer::DroppedLines;
 use crate::metrics::Metrics;
 use crate::reload::Observers;
 use crate::reload::{self, Debouncer, RulesWatcher, Trigger};
 use crate::rules;
 use crate::screen::{Enforcement, Screener, ScreenerParts};
-use crate::server::Server;
+use crate::server::{PENDING_SCREENINGS, Server};
 use crate::status::Status;
 
 /// Extra time, beyond the answer deadline, that shutdown waits for screenings to finish.
@@ -35,10 +36,7 @@ const FOLDER_CHECK: Duration = Duration::from_secs(2);
 /// Runs the daemon until SIGTERM or SIGINT.
 /// Runs the daemon until SIGTERM or SIGINT. `log_drops` counts the log lines the log
 /// writer had to drop, for `/metrics`; `None` when logs are written directly.
-pub async fn run(
-    config: Config,
-    log_drops: Option<tracing_appender::non_blocking::ErrorCounter>,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, log_drops: Option<DroppedLines>) -> anyhow::Result<()> {
     let initial = match rules::load_dir(&config.rules) {
         Ok(rule_set) => rule_set,
         Err(diagnostics) => {
@@ -167,6 +165,7 @@ pub async fn run(
         notification_path: config.notification_path.clone(),
         max_body: config.max_body,
         tracker: TaskTracker::new(),
+        pending: Arc::new(Semaphore::new(PENDING_SCREENINGS)),
         auth,
         tls,
         read_timeout: config.read_timeout,

@@ -13,6 +13,7 @@ pub mod facts;
 pub mod gateway;
 pub mod graph;
 pub mod inbound;
+pub mod log_writer;
 pub mod metrics;
 pub mod notification;
 pub mod reload;

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -29,6 +30,10 @@ use crate::inbound::JwtVerifier;
 use crate::notification::{self, NotificationError, Notifications, SkipReason};
 use crate::screen::{Forwarded, Screener, loggable};
 
+/// Screenings that may run after their answer (Graph requests, records waiting for room
+/// in the audit queue, forwards to the bot). Beyond this the answers wait, so a slow Graph
+/// or audit log slows the callers down instead of filling memory.
+pub const PENDING_SCREENINGS: usize = 4096;
 /// Bodies larger than this are parsed on the blocking pool.
 const BLOCKING_PARSE_THRESHOLD: usize = 64 * 1024;
 /// Open connections get this long to finish their current request at shutdown.
@@ -40,6 +45,8 @@ pub struct Server {
     pub max_body: usize,
     /// Screenings still running; shutdown waits for them.
     pub tracker: TaskTracker,
+    /// Bounds the screenings running after their answer (see [`Server::spawn_tracked`]).
+    pub pending: Arc<Semaphore>,
     /// Bearer-token check for notifications; `None` trusts every POST (`auth = "off"`).
     pub auth: Option<Arc<JwtVerifier>>,
     /// Native HTTPS; `None` serves plain HTTP.
@@ -47,7 +54,7 @@ pub struct Server {
     /// Gateway mode: the bot that kept notifications are forwarded to.
     pub upstream: Option<Arc<Upstream>>,
     /// The log writer's count of lines it dropped, for `/metrics`.
-    pub log_drops: Option<tracing_appender::non_blocking::ErrorCounter>,
+    pub log_drops: Option<crate::log_writer::DroppedLines>,
     /// A client gets this long for the TLS handshake, again for its request headers, and
     /// again for its body; a slow client only ever holds its own connection.
     pub read_timeout: Duration,
@@ -171,7 +178,7 @@ impl Server {
                 let metrics = self.screener.metrics();
                 metrics.sync_audit(health.written(), health.write_errors());
                 if let Some(drops) = &self.log_drops {
-                    metrics.sync_log_drops(drops.dropped_lines() as u64);
+                    metrics.sync_log_drops(drops.get());
                 }
                 Response::builder()
                     .status(StatusCode::OK)
@@ -362,20 +369,39 @@ impl Server {
             // calls Graph is finished by a tracked task, after it.
             if screening.calls_graph() {
                 let screener = self.screener.clone();
-                self.tracker.spawn(async move {
+                self.spawn_tracked(async move {
                     screener.finish(screening, received, None).await;
-                });
+                })
+                .await;
             } else if let Err(record) = self.screener.finish_at_once(screening, received) {
                 // The audit queue is full: the answer waits for room (backpressure on
                 // Graph), in a tracked task so that a client hanging up loses no record.
                 let audit = self.screener.audit().clone();
                 let queued = self
-                    .tracker
-                    .spawn(async move { audit.record(*record).await });
+                    .spawn_tracked(async move { audit.record(*record).await })
+                    .await;
                 let _ = queued.await;
             }
         }
         accepted()
+    }
+
+    /// Spawns `task` as a tracked screening once fewer than [`PENDING_SCREENINGS`] are
+    /// running; until then the request, and so its answer, waits.
+    async fn spawn_tracked(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let permit = self
+            .pending
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the pending-screenings semaphore is never closed");
+        self.tracker.spawn(async move {
+            task.await;
+            drop(permit);
+        })
     }
 
     /// Gateway mode: decides every invite at once, starts the Graph requests for the calls
@@ -400,9 +426,10 @@ impl Server {
                 awaiting_bot.push(screening);
             } else {
                 let screener = self.screener.clone();
-                self.tracker.spawn(async move {
+                self.spawn_tracked(async move {
                     screener.finish(screening, received, None).await;
-                });
+                })
+                .await;
             }
         }
         // After the invites: a later notification in the same batch about a call taken away
@@ -427,7 +454,7 @@ impl Server {
 
         let (answer_sender, answer_receiver) = tokio::sync::oneshot::channel();
         let (screener, upstream) = (self.screener.clone(), upstream.clone());
-        self.tracker.spawn(async move {
+        self.spawn_tracked(async move {
             let query = request.query.as_deref();
             let answer = upstream
                 .forward(&request.headers, &request.suffix, query, body)
@@ -443,7 +470,8 @@ impl Server {
                     .finish(screening, received, Some(forwarded.clone()))
                     .await;
             }
-        });
+        })
+        .await;
         match answer_receiver.await {
             Ok(Ok(answer)) => {
                 let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);

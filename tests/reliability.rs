@@ -367,6 +367,7 @@ fn start_unread(setup: &Workspace, log_level: &str) -> (std::process::Child, Str
         ])
         .current_dir(&setup.dir)
         .env("RUST_LOG", log_level)
+        .env("CALLSCREEN_CLIENT_SECRET", CLIENT_SECRET)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -383,11 +384,22 @@ fn start_unread(setup: &Workspace, log_level: &str) -> (std::process::Child, Str
 
 #[test]
 fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
-    // Audit records go to stdout, which nobody reads at first: the pipe fills, then the
-    // writer's queue (4,096 records), and then the answers wait for room.
+    stalled_audit_reader("", "would_reject");
+}
+
+#[test]
+fn a_stalled_audit_reader_holds_rejects_back_but_loses_none() {
+    let graph = FakeGraph::start();
+    stalled_audit_reader(&enforce_with(&graph, "15s"), "rejected");
+}
+
+/// Audit records go to stdout, which nobody reads at first: the pipe fills, then the
+/// writer's queue (4,096 records), then the screenings allowed to run after their answer,
+/// and then the answers wait for room. Every invite accepted is still recorded once.
+fn stalled_audit_reader(config: &str, outcome: &str) {
     const BATCHES: usize = 50;
     const PER_BATCH: usize = 100;
-    let setup = setup("[audit]\npath = \"-\"\n");
+    let setup = setup(&format!("{config}\n[audit]\npath = \"-\"\n"));
     let (mut child, addr) = start_unread(&setup, "warn");
     let url = format!("http://{addr}/api/calls");
     // Posted from another thread: once the queue is full the answers wait for room. The
@@ -419,9 +431,13 @@ fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
     let accepted_batches = poster.join().unwrap();
     let accepted = accepted_batches * PER_BATCH;
 
-    let mut ids: Vec<String> = audit
+    let records: Vec<Value> = audit
         .lines()
         .map(|line| serde_json::from_str::<Value>(line).expect("a whole JSON record"))
+        .collect();
+    assert!(records.iter().all(|record| record["outcome"] == outcome));
+    let mut ids: Vec<String> = records
+        .iter()
         .map(|record| record["call_id"].as_str().unwrap().to_owned())
         .collect();
     assert!(
@@ -439,17 +455,22 @@ fn a_stalled_audit_reader_holds_records_back_but_loses_none() {
 #[test]
 fn a_stalled_log_reader_costs_log_lines_not_calls() {
     // Nobody reads stderr: the pipe and the log queue fill, and lines are dropped and
-    // counted while invites are still screened and audited.
+    // counted while invites are still screened and audited (to stdout, read as it comes).
     const BATCHES: usize = 100;
     const PER_BATCH: usize = 100;
-    let setup = setup("");
+    let setup = setup("[audit]\npath = \"-\"\n");
     let (mut child, addr) = start_unread(&setup, "debug");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut audit = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut audit).unwrap();
+        audit
+    });
     let url = format!("http://{addr}/api/calls");
     for batch in 0..BATCHES {
         let body = anonymous_batch(&format!("logged-{batch}"), PER_BATCH);
         assert_eq!(post_json(&url, &body).0, 202, "batch {batch}");
     }
-    wait_audit(&setup.audit, BATCHES * PER_BATCH);
     let metrics = http_client()
         .get(format!("http://{addr}/metrics"))
         .send()
@@ -470,4 +491,11 @@ fn a_stalled_log_reader_costs_log_lines_not_calls() {
     assert!(status.success());
     let exited = wait_for(Duration::from_secs(15), || child.try_wait().unwrap());
     assert!(exited.expect("stops with stderr still unread").success());
+    // Nothing but whole records reached stdout, one for each invite.
+    let audit = reader.join().unwrap();
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not a record: {line}")))
+        .collect();
+    assert_eq!(records.len(), BATCHES * PER_BATCH);
 }
