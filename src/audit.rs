@@ -291,6 +291,8 @@ struct Writer {
     redactor: Option<Redactor>,
 }
 
+/// The pause after each write, in which further records gather.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// A batch is written once it holds this much, even if more records are queued.
 const BATCH_BYTES: usize = 256 * 1024;
 
@@ -323,6 +325,9 @@ impl Writer {
                 self.write(&buffer, count);
             }
             buffer.clear();
+            // Let records gather: under load one wake-up and one write then carry dozens
+            // of records, not one each. A quiet daemon's next record still goes out at once.
+            std::thread::sleep(GATHER);
         }
         tracing::debug!("audit writer finished");
     }

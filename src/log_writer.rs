@@ -17,6 +17,8 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines the queue holds; also bounds what is left to write at exit.
 pub const QUEUED_LINES: usize = 8192;
+/// The pause after each write, in which further lines gather.
+const GATHER: Duration = Duration::from_millis(1);
 
 enum Message {
     Line(Vec<u8>),
@@ -121,6 +123,9 @@ fn write_lines(receiver: Receiver<Message>, stderr: impl Write) {
         for done in flushed {
             let _ = done.send(());
         }
+        // Let lines gather: under load one wake-up and one write then carry dozens of
+        // lines, not one each. A quiet daemon's next line still goes out at once.
+        std::thread::sleep(GATHER);
     }
 }
 
