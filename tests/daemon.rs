@@ -319,7 +319,7 @@ fn editing_a_rule_file_changes_the_next_decision_and_a_broken_edit_changes_nothi
     })
     .unwrap_or_else(|| panic!("reload failure logged:\n{}", daemon.stderr.text()));
     assert!(
-        daemon.stderr.text().contains("40-guests.toml:3:1"),
+        daemon.stderr.shows("40-guests.toml:3:1"),
         "{}",
         daemon.stderr.text()
     );

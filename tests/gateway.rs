@@ -286,7 +286,7 @@ fn an_unreachable_bot_gives_502_and_shows_in_readyz() {
         "{}",
         records[0]
     );
-    assert!(daemon.stderr.text().contains("cannot forward to the bot"));
+    assert!(daemon.stderr.shows("cannot forward to the bot"));
 
     let ready = http_client().get(daemon.url("/readyz")).send().unwrap();
     assert_eq!(ready.status().as_u16(), 503);

@@ -119,10 +119,10 @@ fn client_errors_are_not_retried_and_are_logged_with_graph_details() {
         assert_eq!(record["graph_status"], status);
     }
     assert_eq!(graph.calls_requests().len(), 3, "no retries");
-    let logs = daemon.stderr.text();
     for code in ["invalidRequest", "accessDenied", "itemNotFound"] {
-        assert!(logs.contains(code), "{code} not logged");
+        assert!(daemon.stderr.shows(code), "{code} not logged");
     }
+    let logs = daemon.stderr.text();
     assert!(logs.contains("request_id=\"req-1\""), "{logs}");
 }
 
@@ -195,7 +195,7 @@ fn a_token_endpoint_down_at_start_delays_readiness_not_start_up() {
         202
     );
     assert_eq!(only_record(&setup)["outcome"], "rejected");
-    assert!(daemon.stderr.text().contains("no Graph token yet"));
+    assert!(daemon.stderr.shows("no Graph token yet"));
 }
 
 #[test]
@@ -420,11 +420,7 @@ fn stalled_audit_reader(config: &str, outcome: &str) {
     });
     std::thread::sleep(Duration::from_secs(2));
     // Stop the daemon while records still wait, and only now read what it wrote.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&child, "TERM");
     let mut audit = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut audit).unwrap();
     assert!(child.wait().unwrap().success());
@@ -484,11 +480,7 @@ fn a_stalled_log_reader_costs_log_lines_not_calls() {
         .parse()
         .unwrap();
     assert!(dropped > 0, "{metrics}");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&child, "TERM");
     let exited = wait_for(Duration::from_secs(15), || child.try_wait().unwrap());
     assert!(exited.expect("stops with stderr still unread").success());
     // Nothing but whole records reached stdout, one for each invite.

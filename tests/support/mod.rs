@@ -353,6 +353,15 @@ impl Captured {
         self.0.lock().unwrap().clone()
     }
 
+    /// Whether `needle` shows up within 10 s. The daemon writes its logs from a thread of
+    /// their own, so a line can reach the pipe a moment after the answer that followed it.
+    pub fn shows(&self, needle: &str) -> bool {
+        wait_for(Duration::from_secs(10), || {
+            self.text().contains(needle).then_some(())
+        })
+        .is_some()
+    }
+
     fn drain(&self, stream: impl Read + Send + 'static) {
         let captured = self.0.clone();
         std::thread::spawn(move || {
@@ -436,11 +445,7 @@ impl Daemon {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        signal(&self.child, name);
     }
 
     /// Waits for the process to exit and returns its exit code.
@@ -461,6 +466,15 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends signal `name` (`TERM`, `HUP`, ...) to a process started by a test.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
 }
 
 /// A loopback address with a port that was free a moment ago.
